@@ -1,0 +1,23 @@
+"""qwenlib: a small Qwen3-style language model library, built chapter by chapter in qwen-course.
+
+Hand-written (the exporter never touches this file): it re-exports the public API
+from the generated modules, whose source is the notebooks in ``notebooks/``.
+"""
+
+from qwenlib.config import ConfigError, PretrainingConfig
+from qwenlib.data import (TextTokenDataset, load_and_cache_data, make_dataloaders,
+                          split_tokens)
+from qwenlib.runtime import get_device, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "PretrainingConfig",
+    "TextTokenDataset",
+    "get_device",
+    "load_and_cache_data",
+    "make_dataloaders",
+    "seed_everything",
+    "split_tokens",
+]

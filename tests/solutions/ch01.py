@@ -1,0 +1,31 @@
+"""Right answers to the exercises of chapter 1 (the tests prove each check accepts them)."""
+
+import torch
+
+
+def num_windows(n_tokens, seq_len, stride):
+    return (n_tokens - seq_len - 1) // stride + 1
+
+
+def make_pair(tokens, start, seq_len):
+    return tokens[start:start + seq_len], tokens[start + 1:start + seq_len + 1]
+
+
+def split(tokens, val_fraction, seq_len):
+    n_val = round(len(tokens) * val_fraction)
+    return tokens[:len(tokens) - n_val], tokens[len(tokens) - n_val:]
+
+
+# Wrong answers that a learner might plausibly write; every check must reject them.
+WRONG = {
+    "num_windows": [lambda n, L, s: n - L,                      # forgets the stride
+                    lambda n, L, s: (n - L) // s,               # off by one
+                    lambda n, L, s: None],                      # unfinished
+    "make_pair": [lambda t, s, L: (t[s:s + L], t[s:s + L]),     # target not shifted
+                  lambda t, s, L: (t[s:s + L], t[s + 1:s + L]),  # target one short
+                  lambda t, s, L: t[s:s + L]],                  # not a pair
+    "split": [lambda t, f, L: (t[round(len(t) * f):], t[:round(len(t) * f)]),  # holds out the head
+              lambda t, f, L: (t[torch.randperm(len(t))[round(len(t) * f):]],   # random tokens
+                               t[torch.randperm(len(t))[:round(len(t) * f)]]),
+              lambda t, f, L: (t, t[len(t) - round(len(t) * f):])],             # overlapping
+}

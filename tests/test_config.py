@@ -1,0 +1,54 @@
+import dataclasses
+import json
+
+import pytest
+
+from qwenlib import ConfigError, PretrainingConfig
+
+
+def test_defaults_are_the_original_packages():
+    c = PretrainingConfig()
+    original = dict(d_model=128, n_heads=4, n_layers=3, d_ff=512, batch_size=8, max_steps=1000,
+                    gradient_accumulation_steps=2, n_kv_heads=2, max_seq_len=256,
+                    num_documents=200, max_tokens=50000, muon_lr=0.01, use_amp=True,
+                    dropout=0.1, eval_every=100, eval_steps=20, weight_decay=0.1, grad_clip=1.0,
+                    rms_norm_eps=1e-6, vocab_size=49152, rope_theta=10000.0, output_dir="models")
+    assert {k: getattr(c, k) for k in original} == original
+    assert c.head_dim == 32
+
+
+@pytest.mark.parametrize("bad, field, words", [
+    (dict(d_model=130), "d_model", "divisible by n_heads"),
+    (dict(n_kv_heads=3), "n_heads", "multiple of n_kv_heads"),
+    (dict(d_model=12, n_heads=4, n_kv_heads=1), "d_model", "odd head_dim"),
+    (dict(dropout=1.0), "dropout", "0 <= dropout < 1"),
+    (dict(dropout=-0.1), "dropout", "0 <= dropout < 1"),
+    (dict(n_layers=0), "n_layers", "positive"),
+    (dict(num_documents=0), "num_documents", "positive"),
+    (dict(max_tokens=100), "max_tokens", "smaller than one training window"),
+    (dict(val_fraction=1.0), "val_fraction", "0 < val_fraction < 1"),
+    (dict(data_source="web"), "data_source", '"auto", "hub" or "builtin"'),
+    (dict(builtin_vocab_size=60000), "builtin_vocab_size", "vocab_size=49152"),
+    (dict(batch_size=2.5), "batch_size", "integer"),
+    (dict(n_heads=True), "n_heads", "integer"),
+])
+def test_invalid_config_names_the_field_and_the_rule(bad, field, words):
+    with pytest.raises(ConfigError) as err:
+        PretrainingConfig(**bad)
+    assert f"PretrainingConfig.{field}=" in str(err.value)
+    assert words in str(err.value)
+
+
+def test_replace_revalidates():
+    with pytest.raises(ConfigError, match="n_heads"):
+        dataclasses.replace(PretrainingConfig(), n_heads=3)
+
+
+def test_json_round_trip_and_unknown_fields(tmp_path):
+    c = PretrainingConfig(d_model=64, n_heads=2, n_kv_heads=1, dataset_config=None)
+    c.save_json(tmp_path / "config.json")
+    assert PretrainingConfig.load_json(tmp_path / "config.json") == c
+    values = json.loads((tmp_path / "config.json").read_text())
+    values["d_modle"] = 64
+    with pytest.raises(ConfigError, match=r"unknown PretrainingConfig field\(s\) \['d_modle'\]"):
+        PretrainingConfig.from_dict(values)

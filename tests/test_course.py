@@ -1,0 +1,57 @@
+"""The course's own conventions: the same setup cell everywhere, a complete table of
+contents, notebooks committed executed, one repository URL."""
+
+import json
+import re
+
+import pytest
+
+from conftest import ROOT
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CONFIG = (ROOT / "_config.yml").read_text()
+REPO_URL = re.search(r"(?m)^repository:\n\s+url:\s*(\S+)", CONFIG).group(1)
+
+
+def code_cells(path):
+    return [("".join(c["source"]), c) for c in json.loads(path.read_text())["cells"]
+            if c["cell_type"] == "code"]
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks found in notebooks/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_chapter_opens_with_the_same_setup_cell(path):
+    first = code_cells(path)[0][0]
+    reference = code_cells(NOTEBOOKS[0])[0][0]
+    strip = lambda s: re.sub(r"(?m)^#\| default_exp .*\n", "", s)  # noqa: E731
+    assert strip(first) == strip(reference)
+    assert f"git+{REPO_URL}" in first, "the install URL must be the repository in _config.yml"
+    assert "get_device()" in first and "seed_everything(" in first
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_committed_executed_in_order(path):
+    counts = [cell.get("execution_count") for src, cell in code_cells(path) if src.strip()]
+    assert None not in counts, "run the notebook top to bottom and save it"
+    assert counts == sorted(counts), "cells were run out of order; restart and run all"
+    for src, cell in code_cells(path):
+        errors = [o for o in cell["outputs"] if o["output_type"] == "error"]
+        assert not errors, f"a committed cell shows an error: {src[:60]!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_shows_a_plot_and_ends_with_checked_exercises(path):
+    cells = code_cells(path)
+    assert any("image/png" in o.get("data", {}) for _, c in cells for o in c["outputs"])
+    assert any("check_" in src and not src.lstrip().startswith("#| export") for src, _ in cells)
+
+
+def test_table_of_contents_lists_every_page():
+    toc = (ROOT / "_toc.yml").read_text()
+    pages = [p.relative_to(ROOT).with_suffix("").as_posix()
+             for p in NOTEBOOKS + sorted((ROOT / "book").glob("*.md"))]
+    missing = [p for p in pages if p not in toc]
+    assert not missing, f"add these pages to _toc.yml: {missing}"
