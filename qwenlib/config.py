@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['ConfigError', 'PretrainingConfig']
+__all__ = ['ConfigError', 'PretrainingConfig', 'check_config']
 
 import dataclasses
 import json
@@ -72,52 +72,7 @@ class PretrainingConfig:
 
     def validate(self) -> None:
         """Raise `ConfigError` naming the first field that breaks a rule."""
-        def bad(name: str, rule: str) -> ConfigError:
-            return ConfigError(f"PretrainingConfig.{name}={getattr(self, name)!r}: {rule}")
-
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-                raise bad(f.name, "must be an integer")
-            if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise bad(f.name, "must be a number")
-        for name in ("d_model", "n_heads", "n_layers", "d_ff", "n_kv_heads", "vocab_size",
-                     "max_seq_len", "num_documents", "max_tokens", "builtin_vocab_size",
-                     "batch_size", "max_steps", "gradient_accumulation_steps",
-                     "eval_every", "eval_steps"):
-            if getattr(self, name) <= 0:
-                raise bad(name, "must be positive")
-        for name in ("rope_theta", "rms_norm_eps", "muon_lr", "grad_clip"):
-            if not getattr(self, name) > 0:
-                raise bad(name, "must be positive")
-        if self.d_model % self.n_heads:
-            raise bad("d_model", f"must be divisible by n_heads={self.n_heads} "
-                      f"(each head gets d_model / n_heads channels); try "
-                      f"d_model={self.d_model // self.n_heads * self.n_heads or self.n_heads}")
-        if self.n_heads % self.n_kv_heads:
-            raise bad("n_heads", f"must be a multiple of n_kv_heads={self.n_kv_heads} "
-                      "(each key/value head serves an equal group of query heads)")
-        if self.head_dim % 2:
-            raise bad("d_model", f"gives an odd head_dim={self.head_dim}; RoPE rotates pairs "
-                      "of channels, so d_model / n_heads must be even")
-        if not 0 <= self.dropout < 1:
-            raise bad("dropout", "must satisfy 0 <= dropout < 1")
-        if not 0 < self.val_fraction < 1:
-            raise bad("val_fraction", "must satisfy 0 < val_fraction < 1")
-        if not 0 <= self.warmup_ratio < 1:
-            raise bad("warmup_ratio", "must satisfy 0 <= warmup_ratio < 1")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise bad("min_lr_ratio", "must satisfy 0 <= min_lr_ratio <= 1")
-        if self.weight_decay < 0:
-            raise bad("weight_decay", "must be >= 0")
-        if self.data_source not in ("auto", "hub", "builtin"):
-            raise bad("data_source", 'must be "auto", "hub" or "builtin"')
-        if self.max_tokens < self.max_seq_len + 1:
-            raise bad("max_tokens", f"is smaller than one training window (max_seq_len + 1 = "
-                      f"{self.max_seq_len + 1} tokens); raise max_tokens or lower max_seq_len")
-        if not 257 <= self.builtin_vocab_size <= self.vocab_size:
-            raise bad("builtin_vocab_size", f"must lie between 257 (256 bytes + end-of-text) "
-                      f"and vocab_size={self.vocab_size}, so every token id has an embedding row")
+        check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -138,3 +93,53 @@ class PretrainingConfig:
     @classmethod
     def load_json(cls, path: str | Path) -> "PretrainingConfig":
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def check_config(config: PretrainingConfig) -> None:
+    """The rules a config must follow; raises `ConfigError` naming the field and the fix."""
+    def bad(name: str, rule: str) -> ConfigError:
+        return ConfigError(f"PretrainingConfig.{name}={getattr(config, name)!r}: {rule}")
+
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise bad(f.name, "must be an integer")
+        if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise bad(f.name, "must be a number")
+    for name in ("d_model", "n_heads", "n_layers", "d_ff", "n_kv_heads", "vocab_size",
+                 "max_seq_len", "num_documents", "max_tokens", "builtin_vocab_size",
+                 "batch_size", "max_steps", "gradient_accumulation_steps",
+                 "eval_every", "eval_steps"):
+        if getattr(config, name) <= 0:
+            raise bad(name, "must be positive")
+    for name in ("rope_theta", "rms_norm_eps", "muon_lr", "grad_clip"):
+        if not getattr(config, name) > 0:
+            raise bad(name, "must be positive")
+    if config.d_model % config.n_heads:
+        nearest = max(config.n_heads, config.d_model // config.n_heads * config.n_heads)
+        raise bad("d_model", f"must be divisible by n_heads={config.n_heads} (each head "
+                  f"gets d_model / n_heads channels); try d_model={nearest}")
+    if config.n_heads % config.n_kv_heads:
+        raise bad("n_heads", f"must be a multiple of n_kv_heads={config.n_kv_heads} "
+                  "(each key/value head serves an equal group of query heads)")
+    if config.head_dim % 2:
+        raise bad("d_model", f"gives an odd head_dim={config.head_dim}; RoPE rotates pairs "
+                  "of channels, so d_model / n_heads must be even")
+    if not 0 <= config.dropout < 1:
+        raise bad("dropout", "must satisfy 0 <= dropout < 1")
+    if not 0 < config.val_fraction < 1:
+        raise bad("val_fraction", "must satisfy 0 < val_fraction < 1")
+    if not 0 <= config.warmup_ratio < 1:
+        raise bad("warmup_ratio", "must satisfy 0 <= warmup_ratio < 1")
+    if not 0 <= config.min_lr_ratio <= 1:
+        raise bad("min_lr_ratio", "must satisfy 0 <= min_lr_ratio <= 1")
+    if config.weight_decay < 0:
+        raise bad("weight_decay", "must be >= 0")
+    if config.data_source not in ("auto", "hub", "builtin"):
+        raise bad("data_source", 'must be "auto", "hub" or "builtin"')
+    if config.max_tokens < config.max_seq_len + 1:
+        raise bad("max_tokens", f"is smaller than one training window (max_seq_len + 1 = "
+                  f"{config.max_seq_len + 1} tokens); raise max_tokens or lower max_seq_len")
+    if not 257 <= config.builtin_vocab_size <= config.vocab_size:
+        raise bad("builtin_vocab_size", f"must lie between 257 (256 bytes + end-of-text) "
+                  f"and vocab_size={config.vocab_size}, so every token id has an embedding row")
