@@ -253,6 +253,10 @@ def _fetch(config: PretrainingConfig, source: str):
     """(texts, tokenizer) from the Hub (or local folders), or from the built-in corpus."""
     if source == "hub":
         return load_hub_documents(config), load_hub_tokenizer(config)
+    if config.builtin_vocab_size > config.vocab_size:
+        raise ValueError(f"builtin_vocab_size={config.builtin_vocab_size:,} exceeds vocab_size="
+                         f"{config.vocab_size:,}: some token ids would have no embedding row; "
+                         "lower builtin_vocab_size or raise vocab_size")
     docs = builtin_documents()
     if config.num_documents > len(docs):
         print(f"data: the built-in corpus has {len(docs)} documents; "

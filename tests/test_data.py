@@ -238,6 +238,12 @@ def test_tokenizer_larger_than_the_embedding_is_refused(offline, local_hub, tmp_
         load_and_cache_data(config)
 
 
+def test_builtin_tokenizer_larger_than_the_embedding_is_refused(offline, tmp_path):
+    config = PretrainingConfig(cache_dir=str(tmp_path), vocab_size=1000, **SMALL)
+    with pytest.raises(ValueError, match="builtin_vocab_size=8,192 exceeds vocab_size=1,000"):
+        load_and_cache_data(config)
+
+
 def test_bad_sizes_fail_before_any_work():
     with pytest.raises(ConfigError, match="num_documents"):
         PretrainingConfig(num_documents=0)
