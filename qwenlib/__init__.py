@@ -4,20 +4,31 @@ Hand-written (the exporter never touches this file): it re-exports the public AP
 from the generated modules, whose source is the notebooks in ``notebooks/``.
 """
 
+from qwenlib.attention import Qwen3Attention
 from qwenlib.config import ConfigError, PretrainingConfig
 from qwenlib.data import (TextTokenDataset, load_and_cache_data, make_dataloaders,
                           split_tokens)
+from qwenlib.hf import from_hf, to_hf
+from qwenlib.model import MinimalLLM
+from qwenlib.norm import RMSNorm
+from qwenlib.rope import Rotary
 from qwenlib.runtime import get_device, seed_everything
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "MinimalLLM",
     "PretrainingConfig",
+    "Qwen3Attention",
+    "RMSNorm",
+    "Rotary",
     "TextTokenDataset",
+    "from_hf",
     "get_device",
     "load_and_cache_data",
     "make_dataloaders",
     "seed_everything",
     "split_tokens",
+    "to_hf",
 ]

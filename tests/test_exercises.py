@@ -3,23 +3,34 @@
 import pytest
 
 from qwenlib import exercises
-from solutions import ch01
+from solutions import ch01, ch02, ch03, ch04, ch05
 
-CHAPTER_1 = [("check_num_windows", "num_windows"), ("check_make_pair", "make_pair"),
-             ("check_honest_split", "split")]
+EXERCISES = [
+    (ch01, "check_num_windows", "num_windows"), (ch01, "check_make_pair", "make_pair"),
+    (ch01, "check_honest_split", "split"),
+    (ch02, "check_rms_norm", "rms_norm"), (ch02, "check_layer_norm_via_rms", "layer_norm_via_rms"),
+    (ch03, "check_rotate_half", "rotate_half"), (ch03, "check_rope_angle", "angle"),
+    (ch04, "check_causal_mask", "causal_mask"), (ch04, "check_kv_cache_bytes", "kv_cache_bytes"),
+    (ch05, "check_swiglu", "swiglu"), (ch05, "check_count_parameters", "count_parameters"),
+]
+IDS = [check for _, check, _ in EXERCISES]
 
 
-@pytest.mark.parametrize("check, answer", CHAPTER_1)
-def test_check_accepts_the_right_answer(check, answer, capsys):
-    assert getattr(exercises, check)(getattr(ch01, answer)) is True
+@pytest.mark.parametrize("chapter, check, answer", EXERCISES, ids=IDS)
+def test_check_accepts_the_right_answer(chapter, check, answer, capsys):
+    assert getattr(exercises, check)(getattr(chapter, answer)) is True
     assert capsys.readouterr().out.startswith("✓")
 
 
-@pytest.mark.parametrize("check, answer", CHAPTER_1)
-def test_check_rejects_wrong_answers_with_a_hint(check, answer, capsys):
-    for wrong in ch01.WRONG[answer]:
+@pytest.mark.parametrize("chapter, check, answer", EXERCISES, ids=IDS)
+def test_check_rejects_wrong_answers_with_a_hint(chapter, check, answer, capsys):
+    for wrong in chapter.WRONG[answer] + [lambda *args: None]:
         assert getattr(exercises, check)(wrong) is False
         assert capsys.readouterr().out.startswith("✗")
+
+
+def test_every_exported_check_is_tested():
+    assert sorted(exercises.__all__) == sorted(IDS)
 
 
 def test_a_crashing_answer_is_reported_not_raised(capsys):

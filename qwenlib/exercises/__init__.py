@@ -5,5 +5,21 @@ generated from the chapters' notebooks into ``qwenlib/exercises/chNN.py``.
 """
 
 from qwenlib.exercises.ch01 import check_honest_split, check_make_pair, check_num_windows
+from qwenlib.exercises.ch02 import check_layer_norm_via_rms, check_rms_norm
+from qwenlib.exercises.ch03 import check_rope_angle, check_rotate_half
+from qwenlib.exercises.ch04 import check_causal_mask, check_kv_cache_bytes
+from qwenlib.exercises.ch05 import check_count_parameters, check_swiglu
 
-__all__ = ["check_honest_split", "check_make_pair", "check_num_windows"]
+__all__ = [
+    "check_causal_mask",
+    "check_count_parameters",
+    "check_honest_split",
+    "check_kv_cache_bytes",
+    "check_layer_norm_via_rms",
+    "check_make_pair",
+    "check_num_windows",
+    "check_rms_norm",
+    "check_rope_angle",
+    "check_rotate_half",
+    "check_swiglu",
+]

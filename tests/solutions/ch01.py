@@ -19,8 +19,7 @@ def split(tokens, val_fraction, seq_len):
 # Wrong answers that a learner might plausibly write; every check must reject them.
 WRONG = {
     "num_windows": [lambda n, L, s: n - L,                      # forgets the stride
-                    lambda n, L, s: (n - L) // s,               # off by one
-                    lambda n, L, s: None],                      # unfinished
+                    lambda n, L, s: (n - L) // s],              # off by one
     "make_pair": [lambda t, s, L: (t[s:s + L], t[s:s + L]),     # target not shifted
                   lambda t, s, L: (t[s:s + L], t[s + 1:s + L]),  # target one short
                   lambda t, s, L: t[s:s + L]],                  # not a pair
