@@ -10,6 +10,7 @@ from qwenlib.data import (TextTokenDataset, load_and_cache_data, make_dataloader
                           split_tokens)
 from qwenlib.hf import from_hf, to_hf
 from qwenlib.model import MinimalLLM
+from qwenlib.muon import Muon, setup_muon_optimizer, zeropower_via_newtonschulz5
 from qwenlib.norm import RMSNorm
 from qwenlib.rope import Rotary
 from qwenlib.runtime import get_device, seed_everything
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError",
     "MinimalLLM",
+    "Muon",
     "PretrainingConfig",
     "Qwen3Attention",
     "RMSNorm",
@@ -29,6 +31,8 @@ __all__ = [
     "load_and_cache_data",
     "make_dataloaders",
     "seed_everything",
+    "setup_muon_optimizer",
     "split_tokens",
     "to_hf",
+    "zeropower_via_newtonschulz5",
 ]

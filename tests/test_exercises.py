@@ -3,7 +3,7 @@
 import pytest
 
 from qwenlib import exercises
-from solutions import ch01, ch02, ch03, ch04, ch05
+from solutions import ch01, ch02, ch03, ch04, ch05, ch06
 
 EXERCISES = [
     (ch01, "check_num_windows", "num_windows"), (ch01, "check_make_pair", "make_pair"),
@@ -12,6 +12,7 @@ EXERCISES = [
     (ch03, "check_rotate_half", "rotate_half"), (ch03, "check_rope_angle", "angle"),
     (ch04, "check_causal_mask", "causal_mask"), (ch04, "check_kv_cache_bytes", "kv_cache_bytes"),
     (ch05, "check_swiglu", "swiglu"), (ch05, "check_count_parameters", "count_parameters"),
+    (ch06, "check_newton_schulz_step", "ns_step"), (ch06, "check_muon_split", "goes_to_muon"),
 ]
 IDS = [check for _, check, _ in EXERCISES]
 

@@ -9,6 +9,7 @@ from qwenlib.exercises.ch02 import check_layer_norm_via_rms, check_rms_norm
 from qwenlib.exercises.ch03 import check_rope_angle, check_rotate_half
 from qwenlib.exercises.ch04 import check_causal_mask, check_kv_cache_bytes
 from qwenlib.exercises.ch05 import check_count_parameters, check_swiglu
+from qwenlib.exercises.ch06 import check_muon_split, check_newton_schulz_step
 
 __all__ = [
     "check_causal_mask",
@@ -17,6 +18,8 @@ __all__ = [
     "check_kv_cache_bytes",
     "check_layer_norm_via_rms",
     "check_make_pair",
+    "check_muon_split",
+    "check_newton_schulz_step",
     "check_num_windows",
     "check_rms_norm",
     "check_rope_angle",
