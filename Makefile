@@ -18,7 +18,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt -e .
 	@touch $@
 
-## the main job: prepare the data, then train (the trainer arrives with chapter 7)
+## the main job: train the default config; checkpoints and metrics.json go to models/
 train: setup
 	$(PY) -m qwenlib train
 

@@ -14,14 +14,17 @@ from qwenlib.muon import Muon, setup_muon_optimizer, zeropower_via_newtonschulz5
 from qwenlib.norm import RMSNorm
 from qwenlib.rope import Rotary
 from qwenlib.runtime import get_device, seed_everything
+from qwenlib.training import CheckpointError, PretrainingTrainer, load_checkpoint, load_model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "MinimalLLM",
     "Muon",
     "PretrainingConfig",
+    "PretrainingTrainer",
     "Qwen3Attention",
     "RMSNorm",
     "Rotary",
@@ -29,6 +32,8 @@ __all__ = [
     "from_hf",
     "get_device",
     "load_and_cache_data",
+    "load_checkpoint",
+    "load_model",
     "make_dataloaders",
     "seed_everything",
     "setup_muon_optimizer",

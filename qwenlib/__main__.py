@@ -3,7 +3,7 @@
 Hand-written (the exporter never touches this file).
 
     python -m qwenlib data  [--max-tokens N ...]   prepare and cache the data, print statistics
-    python -m qwenlib train [--max-steps N ...]    train (arrives with chapter 7)
+    python -m qwenlib train [--max-steps N ...] [--resume PATH]   train, save checkpoints
 
 Every field of ``PretrainingConfig`` is a flag: ``gradient_accumulation_steps``
 is ``--gradient-accumulation-steps``.
@@ -54,25 +54,60 @@ def cmd_data(config: PretrainingConfig) -> int:
     return 0
 
 
-def cmd_train(config: PretrainingConfig) -> int:
-    cmd_data(config)
-    print("\nThe trainer is not built yet: it arrives with chapter 7 (the training loop).\n"
-          "The data above is prepared and cached; nothing was trained.", file=sys.stderr)
-    return 2
+def _greedy_sample(model, tokenizer, prompt: str, new_tokens: int = 40) -> str:
+    """A short greedy continuation (chapter 8 builds the real generator)."""
+    import torch
+
+    device = next(model.parameters()).device
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        for _ in range(new_tokens):
+            window = torch.tensor([ids[-model.config.max_seq_len:]], device=device)
+            ids.append(int(model(window)[0, -1].argmax()))
+    return tokenizer.decode(ids)
+
+
+def cmd_train(config: PretrainingConfig, resume: str | None = None) -> int:
+    from qwenlib.data import load_and_cache_data, make_dataloaders
+    from qwenlib.training import CheckpointError, PretrainingTrainer
+
+    _, tokenizer, tokens = load_and_cache_data(config)
+    train_loader, val_loader = make_dataloaders(config, tokens)
+    try:
+        model, metrics = PretrainingTrainer(config).train(train_loader, val_loader,
+                                                          resume_from=resume)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = config.output_dir
+    if metrics.get("interrupted"):
+        return 130
+    print(f"\n{metrics['step']} updates in {metrics['elapsed_s'] / 60:.1f} min on "
+          f"{metrics['device']}: val loss {metrics.get('val_loss', float('nan')):.4f}, accuracy "
+          f"{metrics.get('val_accuracy', float('nan')):.2%}, perplexity "
+          f"{metrics.get('val_perplexity', float('nan')):.1f}")
+    print(f"checkpoints and metrics.json in {out}/ (best: {out}/best_model1.pt, "
+          f"final: {out}/final_model1.pt)")
+    print("sample (greedy):", repr(_greedy_sample(model.eval(), tokenizer, "The ")))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qwenlib", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in [("data", "prepare and cache the data, print its statistics"),
-                            ("train", "train a model (arrives with chapter 7)")]:
-        add_config_flags(commands.add_parser(name, help=help_text))
+    add_config_flags(commands.add_parser("data", help="prepare and cache the data, print its statistics"))
+    train = commands.add_parser("train", help="train a model (chapter 7's PretrainingTrainer)")
+    train.add_argument("--resume", metavar="PATH", default=None,
+                       help="continue exactly from a checkpoint (e.g. models/latest.pt)")
+    add_config_flags(train)
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
     except ConfigError as e:
         parser.error(str(e))
-    return {"data": cmd_data, "train": cmd_train}[args.command](config)
+    if args.command == "train":
+        return cmd_train(config, args.resume)
+    return cmd_data(config)
 
 
 if __name__ == "__main__":

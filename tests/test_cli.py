@@ -26,8 +26,26 @@ def test_invalid_flag_values_name_the_field(tmp_path):
     assert "PretrainingConfig.d_model=130: must be divisible by n_heads=4" in result.stderr
 
 
-def test_train_says_plainly_that_the_trainer_is_not_built_yet(tmp_path):
-    result = run("train", "--max-tokens", "3000", "--max-seq-len", "64",
-                 "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+def test_train_command_trains_saves_and_resumes(tmp_path):
+    flags = ["--max-tokens", "3000", "--max-seq-len", "32", "--vocab-size", "8192",
+             "--batch-size", "2", "--max-steps", "4", "--eval-every", "2", "--eval-steps", "1",
+             "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "models")]
+    result = run("train", *flags, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "4 updates" in result.stdout and "sample (greedy):" in result.stdout
+    assert (tmp_path / "models" / "final_model1.pt").exists()
+    assert (tmp_path / "models" / "metrics.json").exists()
+    more = run("train", *flags[:-6], "--max-steps", "6", "--cache-dir", str(tmp_path / "cache"),
+               "--output-dir", str(tmp_path / "models"),
+               "--resume", str(tmp_path / "models" / "final_model1.pt"), cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert "resumed from" in more.stdout and "6 updates" in more.stdout
+
+
+def test_resume_from_a_bad_file_is_a_clear_error(tmp_path):
+    (tmp_path / "x.pt").write_bytes(b"junk")
+    result = run("train", "--max-tokens", "3000", "--max-seq-len", "32",
+                 "--cache-dir", str(tmp_path / "cache"), "--resume", str(tmp_path / "x.pt"),
+                 cwd=tmp_path)
     assert result.returncode == 2
-    assert "nothing was trained" in result.stderr
+    assert "x.pt is not a readable checkpoint" in result.stderr

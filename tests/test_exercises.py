@@ -3,7 +3,7 @@
 import pytest
 
 from qwenlib import exercises
-from solutions import ch01, ch02, ch03, ch04, ch05, ch06
+from solutions import ch01, ch02, ch03, ch04, ch05, ch06, ch07
 
 EXERCISES = [
     (ch01, "check_num_windows", "num_windows"), (ch01, "check_make_pair", "make_pair"),
@@ -13,6 +13,7 @@ EXERCISES = [
     (ch04, "check_causal_mask", "causal_mask"), (ch04, "check_kv_cache_bytes", "kv_cache_bytes"),
     (ch05, "check_swiglu", "swiglu"), (ch05, "check_count_parameters", "count_parameters"),
     (ch06, "check_newton_schulz_step", "ns_step"), (ch06, "check_muon_split", "goes_to_muon"),
+    (ch07, "check_lr_schedule", "schedule"), (ch07, "check_accumulation", "train_step"),
 ]
 IDS = [check for _, check, _ in EXERCISES]
 

@@ -10,13 +10,16 @@ from qwenlib.exercises.ch03 import check_rope_angle, check_rotate_half
 from qwenlib.exercises.ch04 import check_causal_mask, check_kv_cache_bytes
 from qwenlib.exercises.ch05 import check_count_parameters, check_swiglu
 from qwenlib.exercises.ch06 import check_muon_split, check_newton_schulz_step
+from qwenlib.exercises.ch07 import check_accumulation, check_lr_schedule
 
 __all__ = [
+    "check_accumulation",
     "check_causal_mask",
     "check_count_parameters",
     "check_honest_split",
     "check_kv_cache_bytes",
     "check_layer_norm_via_rms",
+    "check_lr_schedule",
     "check_make_pair",
     "check_muon_split",
     "check_newton_schulz_step",

@@ -1,0 +1,186 @@
+"""Chapter 7: the trainer's steps, schedule, checkpoints and exact resume."""
+
+import io
+import math
+import pickle
+
+import pytest
+import torch
+
+from qwenlib import PretrainingConfig, load_and_cache_data, make_dataloaders
+from qwenlib.training import (CheckpointError, PretrainingTrainer, evaluate, load_checkpoint,
+                              lr_scale, save_checkpoint)
+
+TINY = dict(vocab_size=8192, max_seq_len=32, batch_size=4, gradient_accumulation_steps=2,
+            max_steps=6, eval_every=2, eval_steps=2, max_tokens=4000, num_documents=20)
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory):
+    import os
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    config = PretrainingConfig(cache_dir=str(tmp_path_factory.mktemp("cache")), **TINY)
+    return load_and_cache_data(config, verbose=False)[2]
+
+
+def train(tokens, tmp_path, name, resume_from=None, stop_after=None, **overrides):
+    config = PretrainingConfig(output_dir=str(tmp_path / name), **{**TINY, **overrides})
+    train_loader, val_loader = make_dataloaders(config, tokens)
+    trainer = PretrainingTrainer(config, device="cpu", verbose=False)
+    return trainer.train(train_loader, val_loader, resume_from=resume_from, stop_after=stop_after)
+
+
+def test_resume_continues_bit_exact(tokens, tmp_path):
+    straight, m1 = train(tokens, tmp_path, "straight")
+    train(tokens, tmp_path, "split", stop_after=3)           # evals at 2 | 4, 6 cross the resume
+    resumed, m2 = train(tokens, tmp_path, "split", resume_from=tmp_path / "split" / "latest.pt")
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs after resume"
+    assert m1["history"]["train_loss"] == m2["history"]["train_loss"]
+    assert m1["history"]["val_loss"] == m2["history"]["val_loss"]
+    assert m1["history"]["eval_step"] == [2, 4, 6]
+    assert m2["step"] == 6 and len(m2["history"]["train_loss"]) == 6
+
+
+def test_max_steps_counts_optimizer_updates_not_micro_batches(tokens, tmp_path):
+    _, metrics = train(tokens, tmp_path, "count", max_steps=5, gradient_accumulation_steps=3)
+    assert metrics["step"] == 5 and len(metrics["history"]["train_loss"]) == 5
+    state = load_checkpoint(tmp_path / "count" / "final_model1.pt")
+    assert (state["data"]["epoch"], state["data"]["index"]) == (0, 15)  # 5 updates x 3 micro-batches
+    assert state["step"] == 5
+
+
+@pytest.mark.parametrize("step, expected", [
+    (0, 1 / 50), (49, 1.0),                                    # warmup: 5% of 1000 = 50 updates
+    (50, 1.0), (999, 0.1),                                     # cosine from 1 to the 10% floor
+    (524, 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 474 / 949))),
+])
+def test_lr_schedule_matches_hand_computed_values(step, expected):
+    assert lr_scale(step, 1000, 0.05, 0.1) == pytest.approx(expected, rel=1e-12)
+
+
+def test_lr_schedule_is_applied_to_both_optimizers(tokens, tmp_path):
+    _, metrics = train(tokens, tmp_path, "lr", max_steps=4, warmup_ratio=0.5)
+    config = PretrainingConfig(**TINY)
+    assert metrics["history"]["lr"] == pytest.approx(
+        [config.muon_lr * lr_scale(s, 4, 0.5, 0.1) for s in range(4)])
+    state = load_checkpoint(tmp_path / "lr" / "final_model1.pt")
+    adamw_lr = state["optimizers"][1]["param_groups"][0]["lr"]
+    assert adamw_lr == pytest.approx(config.muon_lr * 0.1 * lr_scale(3, 4, 0.5, 0.1))
+
+
+def test_checkpoints_load_with_weights_only_and_hold_everything(tokens, tmp_path):
+    train(tokens, tmp_path, "ckpt")
+    folder = tmp_path / "ckpt"
+    assert {p.name for p in folder.iterdir()} >= {"best_model1.pt", "final_model1.pt",
+                                                  "config.json", "metrics.json"}
+    raw = torch.load(folder / "final_model1.pt", weights_only=True)
+    assert raw["format"] == "qwenlib-checkpoint"
+    assert set(raw) >= {"model", "optimizers", "scaler", "rng", "data", "step", "best_val_loss",
+                        "config", "history"}
+    assert PretrainingConfig.load_json(folder / "config.json").max_steps == TINY["max_steps"]
+
+
+def test_pickle_bearing_file_is_refused_with_a_clear_message(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "qwenlib-checkpoint", "payload": io.StringIO("code")}, path)
+    with pytest.raises(CheckpointError, match=r"evil.pt contains pickled Python objects \(_io.StringIO\)"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: p.write_bytes(b"not a checkpoint at all"), "not a readable checkpoint"),
+    (lambda p: torch.save({"weight": torch.ones(2)}, p), "is not a qwenlib checkpoint"),
+    (lambda p: None, "no such checkpoint file"),
+])
+def test_unusable_files_name_the_file_and_the_problem(tmp_path, make, words):
+    path = tmp_path / "model.pt"
+    make(path)
+    with pytest.raises(CheckpointError, match=words) as err:
+        load_checkpoint(path)
+    assert "model.pt" in str(err.value)
+
+
+def test_truncated_checkpoint_is_refused(tokens, tmp_path):
+    train(tokens, tmp_path, "trunc", max_steps=2)
+    path = tmp_path / "trunc" / "final_model1.pt"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="final_model1.pt is not a readable checkpoint"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_of_another_shape_names_the_mismatch(tokens, tmp_path):
+    train(tokens, tmp_path, "shape", max_steps=2)
+    with pytest.raises(CheckpointError, match="d_model: checkpoint 128, config 64"):
+        train(tokens, tmp_path, "other", d_model=64, resume_from=tmp_path / "shape" / "final_model1.pt")
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "best_model1.pt"
+    config = PretrainingConfig(**TINY).to_dict()
+    import json
+    save_checkpoint(path, {"config": json.dumps(config), "step": 1})
+    real_save = torch.save
+
+    def dies_half_way(obj, f, *args, **kwargs):
+        f.write(b"\x80\x02partial")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(path, {"config": json.dumps(config), "step": 2})
+    monkeypatch.setattr(torch, "save", real_save)
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(tokens, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def interrupt_on_third_update(params, max_norm):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_clip(params, max_norm)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", interrupt_on_third_update)
+    _, metrics = train(tokens, tmp_path, "ctrlc")
+    assert metrics["interrupted"] and metrics["step"] == 2
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", real_clip)
+    resumed, m2 = train(tokens, tmp_path, "ctrlc", resume_from=tmp_path / "ctrlc" / "latest.pt")
+    straight, m1 = train(tokens, tmp_path, "straight")
+    assert m1["history"]["train_loss"] == m2["history"]["train_loss"]
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(),
+                                                  resumed.state_dict().values()))
+
+
+def test_non_finite_loss_stops_with_the_update_number(tokens, tmp_path, monkeypatch):
+    real = torch.nn.functional.cross_entropy
+    calls = {"n": 0}
+
+    def nan_on_fifth(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", nan_on_fifth)
+    with pytest.raises(FloatingPointError, match="non-finite loss .* at update 3"):
+        train(tokens, tmp_path, "nan", eval_every=100)
+
+
+def test_evaluation_is_token_weighted(tokens):
+    config = PretrainingConfig(**TINY)
+    torch.manual_seed(0)
+    from qwenlib import MinimalLLM
+    model = MinimalLLM(config)
+    _, val_loader = make_dataloaders(config, tokens)
+    result = evaluate(model, val_loader)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for x, y in val_loader:
+            total += torch.nn.functional.cross_entropy(model.eval()(x).flatten(0, 1), y.flatten(),
+                                                       reduction="sum").item()
+            count += y.numel()
+    assert result["val_loss"] == pytest.approx(total / count)
+    assert result["val_perplexity"] == pytest.approx(math.exp(total / count))
