@@ -105,6 +105,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes private files; a checkpoint is ordinary
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
@@ -338,7 +341,8 @@ class PretrainingTrainer:
             bar.close()
             path = save("latest.pt")
             self._say(f"\ninterrupted: saved update {step} to {path}; continue with "
-                      f"resume_from='{path}'")
+                      f"resume_from='{path}' (from a shell: python -m qwenlib train "
+                      f"--resume {path})")
             metrics["interrupted"] = True
         bar.close()
         elapsed = time.perf_counter() - started

@@ -74,6 +74,10 @@ def test_checkpoints_load_with_weights_only_and_hold_everything(tokens, tmp_path
     folder = tmp_path / "ckpt"
     assert {p.name for p in folder.iterdir()} >= {"best_model1.pt", "final_model1.pt",
                                                   "config.json", "metrics.json"}
+    import os
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (folder / "final_model1.pt").stat().st_mode & 0o777 == 0o666 & ~umask
     raw = torch.load(folder / "final_model1.pt", weights_only=True)
     assert raw["format"] == "qwenlib-checkpoint"
     assert set(raw) >= {"model", "optimizers", "scaler", "rng", "data", "step", "best_val_loss",
