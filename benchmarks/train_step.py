@@ -1,0 +1,138 @@
+"""One training step (default config, batch 8 x 256): qwenlib vs transformers' Qwen3, side by side.
+
+The same weights (`to_hf(model)`), the same AdamW, the same batch. After warm-up, steps
+alternate between the two so that machine noise hits both alike; the median of each is
+reported as tokens/s, with their ratio. Peak memory of a step is measured in a fresh
+process per model (peak resident memory during two steps, after a first one, minus before them). The share of
+the fp32 matmul peak uses model FLOPs = 6 x parameters touched x tokens, where the touched
+parameters are every matrix, the output head included (the embedding lookup is not a matmul).
+
+    python benchmarks/train_step.py              # timings, memory, share of peak
+    python benchmarks/train_step.py --steps 3    # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from qwenlib import MinimalLLM, PretrainingConfig, get_device, to_hf
+
+
+def build(which: str, device):
+    torch.manual_seed(0)
+    config = PretrainingConfig()
+    model = MinimalLLM(config).to(device)
+    if which == "transformers":
+        model = to_hf(model)
+    model.train()
+    # dropout off in both: transformers' Qwen3 has none, so compare like with like
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, config.vocab_size, (config.batch_size, config.max_seq_len), generator=g)
+    return config, model, opt, x.to(device), torch.roll(x, -1, 1).to(device)
+
+
+def step_fn(which, model, opt, x, y):
+    def step():
+        out = model(x)
+        logits = out.logits if which == "transformers" else out
+        F.cross_entropy(logits.flatten(0, 1).float(), y.flatten()).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def timed(fn, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def matmul_peak_gflops(device, n: int = 4096, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    best = min(timed(lambda: a @ b, device) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M)[1]) / 1024
+
+
+def memory_child(which: str, steps: int) -> None:
+    """Peak resident memory of `steps` train steps above the resident memory before them.
+
+    Linux only: reads VmRSS/VmHWM and resets the peak via /proc/self/clear_refs (ru_maxrss
+    would not do: it survives exec, so a child inherits its parent's peak)."""
+    device = get_device()
+    _, model, opt, x, y = build(which, device)
+    step = step_fn(which, model, opt, x, y)
+    step()  # the first step allocates optimizer state; measure the steady state
+    before = _status_mb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current resident size
+    for _ in range(steps):
+        step()
+    print(json.dumps({"peak_step_mb": _status_mb("VmHWM") - before}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per model")
+    parser.add_argument("--memory-child", choices=["qwenlib", "transformers"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        return memory_child(args.memory_child, 2)
+    device = get_device()
+    runs = {}
+    for which in ("qwenlib", "transformers"):
+        config, model, opt, x, y = build(which, device)
+        runs[which] = step_fn(which, model, opt, x, y)
+        runs[which]()  # warm-up
+    times = {k: [] for k in runs}
+    for _ in range(args.steps):
+        for which, fn in runs.items():
+            times[which].append(timed(fn, device))
+    tokens = config.batch_size * config.max_seq_len
+    params = sum(p.numel() for n, p in MinimalLLM(config).named_parameters() if p.ndim == 2)
+    flops = 6 * params * tokens
+    peak = matmul_peak_gflops(device)
+    memory = {}
+    if device.type == "cpu" and sys.platform.startswith("linux"):
+        for which in runs:
+            out = subprocess.run([sys.executable, __file__, "--memory-child", which],
+                                 capture_output=True, text=True, check=True)
+            memory[which] = json.loads(out.stdout.strip().splitlines()[-1])["peak_step_mb"]
+    print(f"device {device}; default config, batch {config.batch_size} x {config.max_seq_len} "
+          f"= {tokens} tokens; median of {args.steps} alternating steps")
+    print(f"fp32 matmul peak here: {peak:.0f} GFLOP/s; model FLOPs per step: {flops / 1e9:.1f} GFLOP "
+          f"(floor {flops / peak / 1e9:.2f} s)")
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for which in runs:
+        mem = f", peak step memory {memory[which]:,.0f} MB" if which in memory else ""
+        print(f"{which:13} {med[which]:6.2f} s/step  {tokens / med[which]:8,.0f} tokens/s  "
+              f"{flops / med[which] / 1e9 / peak:6.1%} of matmul peak{mem}")
+    print(f"throughput ratio qwenlib / transformers = {med['transformers'] / med['qwenlib']:.2f}")
+    if memory:
+        print(f"peak memory ratio qwenlib / transformers = {memory['qwenlib'] / memory['transformers']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
