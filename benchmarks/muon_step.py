@@ -6,10 +6,10 @@ CUDA and fp32 elsewhere, which is the difference this measures on a CPU.
 """
 
 import statistics
-import time
 
 import torch
 
+from _timing import timed
 from qwenlib import MinimalLLM, Muon, PretrainingConfig, get_device
 
 
@@ -27,22 +27,13 @@ def main(repeats: int = 20) -> None:
     opt_torch = torch.optim.Muon(theirs, lr=0.01, momentum=0.95, nesterov=True, weight_decay=0.0,
                                  adjust_lr_fn="original")
 
-    def timed(step):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
     for _ in range(3):  # warm-up
         opt_ours.step()
         opt_torch.step()
     t_ours, t_torch = [], []
     for _ in range(repeats):
-        t_ours.append(timed(opt_ours.step))
-        t_torch.append(timed(opt_torch.step))
+        t_ours.append(timed(opt_ours.step, device))
+        t_torch.append(timed(opt_torch.step, device))
     a, b = statistics.median(t_ours), statistics.median(t_torch)
     n = sum(p.numel() for p in ours)
     print(f"device {device}, {len(ours)} matrices, {n:,} parameters, median of {repeats} steps")

@@ -19,11 +19,11 @@ import re
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
+from _timing import timed
 from qwenlib import MinimalLLM, PretrainingConfig, get_device, to_hf
 
 
@@ -52,16 +52,6 @@ def step_fn(which, model, opt, x, y):
         opt.step()
         opt.zero_grad(set_to_none=True)
     return step
-
-
-def timed(fn, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def matmul_peak_gflops(device, n: int = 4096, repeats: int = 5) -> float:
