@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from qwenlib.config import PretrainingConfig
 from qwenlib.model import MinimalLLM
@@ -238,7 +239,7 @@ class PretrainingTrainer:
 
     def _say(self, message: str) -> None:
         if self.verbose:
-            print(message)
+            tqdm.write(message)  # prints above a progress bar instead of through it
 
     def _state(self, model, optimizers, scaler, stream, step, best, history, rng) -> dict:
         return {"config": json.dumps(self.config.to_dict()), "step": step, "model": model.state_dict(),
@@ -279,7 +280,6 @@ class PretrainingTrainer:
             model, optimizers, scaler, boundary[0], step, best, history, boundary[1]))
         metrics: dict[str, Any] = {}
         started, first_step = time.perf_counter(), step
-        from tqdm import tqdm
         bar = tqdm(total=c.max_steps, initial=step, disable=not self.verbose, mininterval=2.0,
                    desc="training", unit="update")
         try:
@@ -322,10 +322,9 @@ class PretrainingTrainer:
                 bar.update(1)
                 if step - first_step == 3 and step < c.max_steps:
                     per_update = elapsed / 3
-                    bar.write(f"{per_update:.2f} s per update on {device}: the remaining "
+                    self._say(f"{per_update:.2f} s per update on {device}: the remaining "
                               f"{c.max_steps - step} updates will take about "
-                              f"{per_update * (c.max_steps - step) / 60:.1f} min"
-                              ) if self.verbose else None
+                              f"{per_update * (c.max_steps - step) / 60:.1f} min")
                 if step % c.eval_every == 0 or step == c.max_steps:
                     result = evaluate(model, val_loader, c.eval_steps, device)
                     history["eval_step"].append(step)
@@ -334,9 +333,9 @@ class PretrainingTrainer:
                     if result["val_loss"] < best:
                         best = result["val_loss"]
                         save("best_model1.pt")
-                    bar.write(f"update {step}: val loss {result['val_loss']:.4f}, accuracy "
-                              f"{result['val_accuracy']:.2%}, perplexity {result['val_perplexity']:.1f}"
-                              ) if self.verbose else None
+                    self._say(f"update {step}: val loss {result['val_loss']:.4f}, accuracy "
+                              f"{result['val_accuracy']:.2%}, perplexity "
+                              f"{result['val_perplexity']:.1f}")
         except KeyboardInterrupt:
             bar.close()
             path = save("latest.pt")
