@@ -9,6 +9,7 @@ from qwenlib.config import ConfigError, PretrainingConfig
 from qwenlib.data import (TextTokenDataset, load_and_cache_data, make_dataloaders,
                           split_tokens)
 from qwenlib.hf import from_hf, to_hf
+from qwenlib.loss import linear_cross_entropy
 from qwenlib.model import MinimalLLM
 from qwenlib.muon import Muon, setup_muon_optimizer, zeropower_via_newtonschulz5
 from qwenlib.norm import RMSNorm
@@ -31,6 +32,7 @@ __all__ = [
     "TextTokenDataset",
     "from_hf",
     "get_device",
+    "linear_cross_entropy",
     "load_and_cache_data",
     "load_checkpoint",
     "load_model",

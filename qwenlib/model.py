@@ -12,6 +12,7 @@ from torch import nn
 
 from qwenlib.attention import KVCache, Qwen3Attention
 from qwenlib.config import PretrainingConfig
+from qwenlib.loss import DEFAULT_CHUNK_SIZE, linear_cross_entropy
 from qwenlib.norm import RMSNorm
 
 
@@ -104,6 +105,13 @@ class MinimalLLM(nn.Module):
         layer's keys and values; pass it back as `past_key_values` with the
         next tokens to continue without recomputing the prefix.
         """
+        x, presents = self.hidden_states(input_ids, past_key_values, use_cache)
+        logits = self.lm_head(x)
+        return (logits, presents) if use_cache else logits
+
+    def hidden_states(self, input_ids: torch.Tensor,
+                      past_key_values: list[KVCache] | None = None, use_cache: bool = False):
+        """Everything but the output layer: (final-normed hidden states (B, T, d_model), cache)."""
         past = 0 if not past_key_values else past_key_values[0][0].shape[2]
         self.check_input(input_ids, past)
         x = self.embed_tokens(input_ids)
@@ -115,8 +123,23 @@ class MinimalLLM(nn.Module):
                 presents.append(present)
             else:
                 x = layer(x, past_kv=past_kv)
-        logits = self.lm_head(self.norm(x))
-        return (logits, presents) if use_cache else logits
+        return self.norm(x), (presents if use_cache else None)
+
+    def loss(self, input_ids: torch.Tensor, targets: torch.Tensor,
+             chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
+        """Mean cross-entropy of the next-token `targets` (B, T) given `input_ids` (B, T).
+
+        The same number and the same gradients as
+        `F.cross_entropy(self(input_ids).flatten(0, 1), targets.flatten())`, but the
+        output layer and the softmax run `chunk_size` positions at a time, so the
+        (B*T, vocab_size) logits never exist (Appendix A: where the time goes).
+        """
+        if not isinstance(targets, torch.Tensor) or targets.shape != getattr(input_ids, "shape", None):
+            raise ValueError(f"targets must be a tensor shaped like input_ids "
+                             f"{tuple(getattr(input_ids, 'shape', ()))}, got "
+                             f"{tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets)}")
+        hidden, _ = self.hidden_states(input_ids)
+        return linear_cross_entropy(hidden, self.lm_head.weight, targets, chunk_size=chunk_size)
 
     def num_parameters(self) -> int:
         """Distinct parameters (the tied embedding counted once)."""

@@ -293,8 +293,7 @@ class PretrainingTrainer:
                 for _ in range(c.gradient_accumulation_steps):
                     x, y = (t.to(device, non_blocking=True) for t in next(stream))
                     with autocast:
-                        logits = model(x)
-                    loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+                        loss = model.loss(x, y)  # cross-entropy without the full logits
                     if not torch.isfinite(loss):
                         raise FloatingPointError(
                             f"non-finite loss ({loss.item()}) at update {step + 1}; training "

@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from qwenlib import PretrainingConfig, load_and_cache_data, make_dataloaders
+from qwenlib import MinimalLLM, PretrainingConfig, load_and_cache_data, make_dataloaders
 from qwenlib.training import (CheckpointError, PretrainingTrainer, evaluate, load_checkpoint,
                               lr_scale, save_checkpoint)
 
@@ -160,17 +160,35 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tokens, tmp_path, monkeypatch):
 
 
 def test_non_finite_loss_stops_with_the_update_number(tokens, tmp_path, monkeypatch):
-    real = torch.nn.functional.cross_entropy
+    real = MinimalLLM.loss
     calls = {"n": 0}
 
-    def nan_on_fifth(*args, **kwargs):
+    def nan_on_fifth(self, *args, **kwargs):
         calls["n"] += 1
-        loss = real(*args, **kwargs)
+        loss = real(self, *args, **kwargs)
         return loss * float("nan") if calls["n"] == 5 else loss
 
-    monkeypatch.setattr(torch.nn.functional, "cross_entropy", nan_on_fifth)
+    monkeypatch.setattr(MinimalLLM, "loss", nan_on_fifth)
     with pytest.raises(FloatingPointError, match="non-finite loss .* at update 3"):
         train(tokens, tmp_path, "nan", eval_every=100)
+
+
+def test_trainer_trains_with_the_fused_loss_not_full_logits(tokens, tmp_path, monkeypatch):
+    calls = {"loss": 0, "train_forward": 0}
+    real_loss, real_forward = MinimalLLM.loss, MinimalLLM.forward
+
+    def counting_loss(self, *args, **kwargs):
+        calls["loss"] += 1
+        return real_loss(self, *args, **kwargs)
+
+    def counting_forward(self, *args, **kwargs):
+        calls["train_forward"] += self.training  # evaluation may build logits; training may not
+        return real_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(MinimalLLM, "loss", counting_loss)
+    monkeypatch.setattr(MinimalLLM, "forward", counting_forward)
+    train(tokens, tmp_path, "fused", max_steps=3, eval_every=100)
+    assert calls == {"loss": 3 * TINY["gradient_accumulation_steps"], "train_forward": 0}
 
 
 def test_evaluation_is_token_weighted(tokens):

@@ -11,10 +11,13 @@ from qwenlib.exercises.ch04 import check_causal_mask, check_kv_cache_bytes
 from qwenlib.exercises.ch05 import check_count_parameters, check_swiglu
 from qwenlib.exercises.ch06 import check_muon_split, check_newton_schulz_step
 from qwenlib.exercises.ch07 import check_accumulation, check_lr_schedule
+from qwenlib.exercises.appendix_a import check_ce_logit_gradient, check_chunked_loss
 
 __all__ = [
     "check_accumulation",
     "check_causal_mask",
+    "check_ce_logit_gradient",
+    "check_chunked_loss",
     "check_count_parameters",
     "check_honest_split",
     "check_kv_cache_bytes",

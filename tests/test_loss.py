@@ -1,0 +1,151 @@
+"""Appendix A: the fused, chunked LM-head loss gives the plain loss and its gradients."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from qwenlib import MinimalLLM, PretrainingConfig, linear_cross_entropy
+
+SMALL = dict(vocab_size=3000, d_model=64, n_heads=4, n_kv_heads=2, d_ff=176, max_seq_len=64,
+             builtin_vocab_size=3000)
+
+
+def loss_and_grads(model, loss_fn):
+    model.zero_grad(set_to_none=True)
+    loss = loss_fn()
+    (loss * 1.7).backward()  # a grad_output other than 1 reaches the stored gradients
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def assert_same(got, want):
+    (loss, grads), (ref_loss, ref_grads) = got, want
+    assert abs(loss - ref_loss) <= 1e-6 * abs(ref_loss)
+    assert grads.keys() == ref_grads.keys()
+    for name, g in ref_grads.items():
+        gap = (grads[name] - g).abs().max().item()
+        assert gap <= 1e-5 * max(1.0, g.abs().max().item()), f"{name}: gradient off by {gap:.2e}"
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    config = PretrainingConfig(**SMALL)
+    model = MinimalLLM(config)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0  # the same forward for both losses
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, config.vocab_size, (3, 50), generator=g)  # 150 positions
+    y = torch.randint(0, config.vocab_size, (3, 50), generator=g)
+    return model, x, y
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 100, 149, 150, 151, 4096])
+def test_model_loss_equals_plain_cross_entropy_with_every_gradient(setup, chunk_size):
+    model, x, y = setup
+    want = loss_and_grads(model, lambda: F.cross_entropy(model(x).flatten(0, 1), y.flatten()))
+    got = loss_and_grads(model, lambda: model.loss(x, y, chunk_size=chunk_size))
+    assert_same(got, want)
+
+
+def test_default_size_model_loss_equals_plain_cross_entropy():
+    torch.manual_seed(0)
+    config = PretrainingConfig(dropout=0.0)
+    model = MinimalLLM(config)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, config.vocab_size, (2, config.max_seq_len), generator=g)
+    y = torch.roll(x, -1, 1)
+    want = loss_and_grads(model, lambda: F.cross_entropy(model(x).flatten(0, 1), y.flatten()))
+    assert_same(loss_and_grads(model, lambda: model.loss(x, y)), want)  # 512 positions, 2 chunks
+    assert_same(loss_and_grads(model, lambda: model.loss(x, y, chunk_size=300)), want)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("chunk_size", [5, 32, 1000])
+def test_ignored_positions_and_sum_reduction_match_cross_entropy(reduction, chunk_size):
+    g = torch.Generator().manual_seed(0)
+    hidden0, weight0 = torch.randn(90, 16, generator=g), torch.randn(500, 16, generator=g)
+    targets = torch.randint(0, 500, (90,), generator=g)
+    targets[::4] = -100
+    results = []
+    for fn in (lambda h, w: F.cross_entropy(h @ w.T, targets, reduction=reduction),
+               lambda h, w: linear_cross_entropy(h, w, targets, chunk_size, reduction=reduction)):
+        h, w = hidden0.clone().requires_grad_(), weight0.clone().requires_grad_()
+        loss = fn(h, w)
+        loss.backward()
+        results.append((loss.detach(), h.grad, w.grad))
+    (want, want_h, want_w), (got, got_h, got_w) = results
+    assert abs(got - want) <= 1e-6 * abs(want)
+    assert torch.allclose(got_h, want_h, rtol=0, atol=1e-5 * want_h.abs().max())
+    assert torch.allclose(got_w, want_w, rtol=0, atol=1e-5 * want_w.abs().max())
+    assert (got_h[::4] == 0).all()  # ignored positions get no gradient
+
+
+def test_no_grad_path_gives_the_same_loss_without_gradients(setup):
+    model, x, y = setup
+    with torch.no_grad():
+        plain = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        fused = model.loss(x, y, chunk_size=64)
+    assert not fused.requires_grad
+    assert abs(fused - plain) <= 1e-6 * plain
+
+
+def test_loss_under_autocast_is_close_and_gradients_keep_their_dtypes():
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(64, 32, generator=g, requires_grad=True)
+    weight = torch.randn(700, 32, generator=g, requires_grad=True)
+    targets = torch.randint(0, 700, (64,), generator=g)
+    plain = F.cross_entropy(hidden @ weight.T, targets)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # what CUDA's bf16 autocast does, on the CPU
+        fused = linear_cross_entropy(hidden, weight, targets, chunk_size=20)
+    fused.backward()
+    assert fused.dtype == torch.float32
+    assert abs(fused - plain) < 0.02 * plain  # bf16 matmuls: close, not equal
+    assert hidden.grad.dtype == weight.grad.dtype == torch.float32
+
+
+def test_peak_memory_holds_one_chunk_not_all_the_logits(setup):
+    """The largest tensors the fused loss creates are one (vocab, chunk) buffer and the
+    weight's gradient; the logits would be (positions, vocab)."""
+    from torch.overrides import TorchFunctionMode
+
+    model, x, y = setup
+    hidden = model.hidden_states(x)[0].detach().requires_grad_()
+    weight = model.lm_head.weight
+    sizes = []
+
+    class Spy(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor) and out.untyped_storage().data_ptr() not in (
+                    weight.untyped_storage().data_ptr(), hidden.untyped_storage().data_ptr()):
+                sizes.append(out.untyped_storage().nbytes() // out.element_size())
+            return out
+
+    with Spy():
+        linear_cross_entropy(hidden, weight, y, chunk_size=16).backward()
+    vocab, positions = weight.shape[0], x.numel()
+    assert max(sizes) == max(vocab * 16, weight.numel())
+    assert max(sizes) < positions * vocab
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda h, w, t: linear_cross_entropy(h, w[:, :8], t), ValueError, "features"),
+    (lambda h, w, t: linear_cross_entropy(h, w, t[:-1]), ValueError, "one target per position"),
+    (lambda h, w, t: linear_cross_entropy(h, w, t.float()), TypeError, "integer token ids"),
+    (lambda h, w, t: linear_cross_entropy(h, w, t, chunk_size=0), ValueError, "chunk_size"),
+    (lambda h, w, t: linear_cross_entropy(h, w, t, reduction="none"), ValueError, "reduction"),
+    (lambda h, w, t: linear_cross_entropy(h, w, t + 500), ValueError, r"targets must lie in \[0, 500\)"),
+])
+def test_bad_input_gets_a_clear_error(call, error, words):
+    g = torch.Generator().manual_seed(0)
+    h, w = torch.randn(10, 16, generator=g), torch.randn(500, 16, generator=g)
+    t = torch.randint(0, 500, (10,), generator=g)
+    with pytest.raises(error, match=words):
+        call(h, w, t)
+
+
+def test_model_loss_refuses_targets_of_another_shape(setup):
+    model, x, y = setup
+    with pytest.raises(ValueError, match="targets must be a tensor shaped like input_ids"):
+        model.loss(x, y[:, :-1])
