@@ -8,6 +8,7 @@ from qwenlib.attention import Qwen3Attention
 from qwenlib.config import ConfigError, PretrainingConfig
 from qwenlib.data import (TextTokenDataset, load_and_cache_data, make_dataloaders,
                           split_tokens)
+from qwenlib.generation import generate_batch, generate_text, stream_text
 from qwenlib.hf import from_hf, to_hf
 from qwenlib.loss import linear_cross_entropy
 from qwenlib.model import MinimalLLM
@@ -16,12 +17,14 @@ from qwenlib.norm import RMSNorm
 from qwenlib.rope import Rotary
 from qwenlib.runtime import get_device, seed_everything
 from qwenlib.training import CheckpointError, PretrainingTrainer, load_checkpoint, load_model
+from qwenlib.widgets import GenerationWidget
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "GenerationWidget",
     "MinimalLLM",
     "Muon",
     "PretrainingConfig",
@@ -31,6 +34,8 @@ __all__ = [
     "Rotary",
     "TextTokenDataset",
     "from_hf",
+    "generate_batch",
+    "generate_text",
     "get_device",
     "linear_cross_entropy",
     "load_and_cache_data",
@@ -40,6 +45,7 @@ __all__ = [
     "seed_everything",
     "setup_muon_optimizer",
     "split_tokens",
+    "stream_text",
     "to_hf",
     "zeropower_via_newtonschulz5",
 ]

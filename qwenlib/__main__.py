@@ -4,6 +4,7 @@ Hand-written (the exporter never touches this file).
 
     python -m qwenlib data  [--max-tokens N ...]   prepare and cache the data, print statistics
     python -m qwenlib train [--max-steps N ...] [--resume PATH]   train, save checkpoints
+    python -m qwenlib generate --checkpoint PATH --prompt TEXT [--temperature T ...]
 
 Every field of ``PretrainingConfig`` is a flag: ``gradient_accumulation_steps``
 is ``--gradient-accumulation-steps``.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 from qwenlib.config import ConfigError, PretrainingConfig
 
@@ -54,17 +56,39 @@ def cmd_data(config: PretrainingConfig) -> int:
     return 0
 
 
-def _greedy_sample(model, tokenizer, prompt: str, new_tokens: int = 40) -> str:
-    """A short greedy continuation (chapter 8 builds the real generator)."""
-    import torch
+def _load_tokenizer(checkpoint: Path, config: PretrainingConfig):
+    """The tokenizer `train` saved beside the checkpoint, else the data cache's."""
+    folder = checkpoint.parent / "tokenizer"
+    if folder.is_dir():
+        from transformers import AutoTokenizer
+        return AutoTokenizer.from_pretrained(folder)
+    from qwenlib.data import load_and_cache_data
+    print(f"(no {folder}: taking the tokenizer from the data of the checkpoint's config)",
+          file=sys.stderr)
+    return load_and_cache_data(config, verbose=False)[1]
 
-    device = next(model.parameters()).device
-    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    with torch.no_grad():
-        for _ in range(new_tokens):
-            window = torch.tensor([ids[-model.config.max_seq_len:]], device=device)
-            ids.append(int(model(window)[0, -1].argmax()))
-    return tokenizer.decode(ids)
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from qwenlib.generation import stream_text
+    from qwenlib.training import CheckpointError, load_model
+
+    try:
+        model = load_model(args.checkpoint, args.device)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    tokenizer = _load_tokenizer(Path(args.checkpoint), model.config)
+    try:
+        pieces = stream_text(model, tokenizer, args.prompt, args.max_length, args.temperature,
+                             args.top_k, args.top_p, args.seed)
+        print(args.prompt, end="", flush=True)
+        for piece in pieces:
+            print(piece, end="", flush=True)
+    except ValueError as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return 2
+    print()
+    return 0
 
 
 def cmd_train(config: PretrainingConfig, resume: str | None = None) -> int:
@@ -72,6 +96,7 @@ def cmd_train(config: PretrainingConfig, resume: str | None = None) -> int:
     from qwenlib.training import CheckpointError, PretrainingTrainer
 
     _, tokenizer, tokens = load_and_cache_data(config)
+    tokenizer.save_pretrained(Path(config.output_dir) / "tokenizer")  # for `generate`
     train_loader, val_loader = make_dataloaders(config, tokens)
     try:
         model, metrics = PretrainingTrainer(config).train(train_loader, val_loader,
@@ -88,7 +113,8 @@ def cmd_train(config: PretrainingConfig, resume: str | None = None) -> int:
           f"{metrics.get('val_perplexity', float('nan')):.1f}")
     print(f"checkpoints and metrics.json in {out}/ (best: {out}/best_model1.pt, "
           f"final: {out}/final_model1.pt)")
-    print("sample (greedy):", repr(_greedy_sample(model.eval(), tokenizer, "The ")))
+    from qwenlib.generation import generate_text
+    print("sample (greedy):", repr(generate_text(model, tokenizer, "The ", 40, temperature=0)))
     return 0
 
 
@@ -100,7 +126,20 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--resume", metavar="PATH", default=None,
                        help="continue exactly from a checkpoint (e.g. models/latest.pt)")
     add_config_flags(train)
+    gen = commands.add_parser("generate", help="continue a prompt with a trained model, "
+                              "streaming the text (chapter 8)")
+    gen.add_argument("--checkpoint", required=True, metavar="PATH",
+                     help="a checkpoint written by train, e.g. models/best_model1.pt")
+    gen.add_argument("--prompt", required=True, help="the text to continue")
+    gen.add_argument("--max-length", type=int, default=100, help="new tokens at most (default 100)")
+    gen.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
+    gen.add_argument("--top-k", type=int, default=50, help="0 = no limit (default 50)")
+    gen.add_argument("--top-p", type=float, default=0.9, help="1 = no limit (default 0.9)")
+    gen.add_argument("--seed", type=int, default=None, help="makes sampling repeatable")
+    gen.add_argument("--device", default=None, help="cpu, cuda, ... (default: the best available)")
     args = parser.parse_args(argv)
+    if args.command == "generate":
+        return cmd_generate(args)
     try:
         config = config_from_args(args)
     except ConfigError as e:

@@ -40,6 +40,14 @@ def test_train_command_trains_saves_and_resumes(tmp_path):
                "--resume", str(tmp_path / "models" / "final_model1.pt"), cwd=tmp_path)
     assert more.returncode == 0, more.stderr
     assert "resumed from" in more.stdout and "6 updates" in more.stdout
+    checkpoint = str(tmp_path / "models" / "final_model1.pt")
+    gen = run("generate", "--checkpoint", checkpoint, "--prompt", "The ", "--max-length", "8",
+              "--temperature", "0", cwd=tmp_path)
+    assert gen.returncode == 0, gen.stderr
+    assert gen.stdout.startswith("The ") and len(gen.stdout) > len("The \n")
+    bad = run("generate", "--checkpoint", checkpoint, "--prompt", "The ", "--top-p", "1.5",
+              cwd=tmp_path)
+    assert bad.returncode == 2 and "top_p must lie in (0, 1]" in bad.stderr
 
 
 def test_resume_from_a_bad_file_is_a_clear_error(tmp_path):

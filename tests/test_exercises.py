@@ -3,7 +3,7 @@
 import pytest
 
 from qwenlib import exercises
-from solutions import appendix_a, ch01, ch02, ch03, ch04, ch05, ch06, ch07
+from solutions import appendix_a, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08
 
 EXERCISES = [
     (ch01, "check_num_windows", "num_windows"), (ch01, "check_make_pair", "make_pair"),
@@ -14,6 +14,7 @@ EXERCISES = [
     (ch05, "check_swiglu", "swiglu"), (ch05, "check_count_parameters", "count_parameters"),
     (ch06, "check_newton_schulz_step", "ns_step"), (ch06, "check_muon_split", "goes_to_muon"),
     (ch07, "check_lr_schedule", "schedule"), (ch07, "check_accumulation", "train_step"),
+    (ch08, "check_top_p", "top_p_keep"), (ch08, "check_greedy_decode", "greedy_decode"),
     (appendix_a, "check_ce_logit_gradient", "ce_grad"),
     (appendix_a, "check_chunked_loss", "chunked_loss"),
 ]

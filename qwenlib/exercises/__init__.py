@@ -11,6 +11,7 @@ from qwenlib.exercises.ch04 import check_causal_mask, check_kv_cache_bytes
 from qwenlib.exercises.ch05 import check_count_parameters, check_swiglu
 from qwenlib.exercises.ch06 import check_muon_split, check_newton_schulz_step
 from qwenlib.exercises.ch07 import check_accumulation, check_lr_schedule
+from qwenlib.exercises.ch08 import check_greedy_decode, check_top_p
 from qwenlib.exercises.appendix_a import check_ce_logit_gradient, check_chunked_loss
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "check_ce_logit_gradient",
     "check_chunked_loss",
     "check_count_parameters",
+    "check_greedy_decode",
     "check_honest_split",
     "check_kv_cache_bytes",
     "check_layer_norm_via_rms",
@@ -31,4 +33,5 @@ __all__ = [
     "check_rope_angle",
     "check_rotate_half",
     "check_swiglu",
+    "check_top_p",
 ]

@@ -1,0 +1,150 @@
+"""Chapter 8: sampling, KV-cache decoding, streaming, the widget."""
+
+import pytest
+import torch
+
+import qwenlib.generation as generation
+from qwenlib import (GenerationWidget, MinimalLLM, PretrainingConfig, generate_batch,
+                     generate_text, load_and_cache_data, stream_text)
+from qwenlib.generation import filter_logits, generate_ids, next_token
+
+WINDOW = 32
+TINY = dict(vocab_size=8192, d_model=32, n_heads=2, n_kv_heads=1, d_ff=64, max_seq_len=WINDOW,
+            max_tokens=3000, num_documents=20)
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(tmp_path_factory):
+    import os
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    config = PretrainingConfig(cache_dir=str(tmp_path_factory.mktemp("cache")), **TINY)
+    tokenizer = load_and_cache_data(config, verbose=False)[1]
+    torch.manual_seed(0)
+    return MinimalLLM(config).eval(), tokenizer
+
+
+@pytest.mark.parametrize("prompt_length", [1, 5, WINDOW - 1, WINDOW])
+def test_greedy_with_kv_cache_equals_recomputing_past_the_window(model_and_tokenizer, prompt_length):
+    model, _ = model_and_tokenizer
+    ids = torch.randint(0, 8192, (2, prompt_length), generator=torch.Generator().manual_seed(prompt_length))
+    new = 3 * WINDOW  # well past max_seq_len
+    cached = torch.stack(list(generate_ids(model, ids, new, temperature=0)), 1)
+    recomputed = torch.stack(list(generate_ids(model, ids, new, temperature=0, use_cache=False)), 1)
+    assert cached.shape == (2, new)
+    assert torch.equal(cached, recomputed)
+
+
+def test_cached_steps_feed_one_token_until_the_window_is_full(model_and_tokenizer, monkeypatch):
+    model, _ = model_and_tokenizer
+    lengths = []
+    real = MinimalLLM.hidden_states
+
+    def spy(self, input_ids, *args, **kwargs):
+        lengths.append(input_ids.shape[1])
+        return real(self, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(MinimalLLM, "hidden_states", spy)
+    list(generate_ids(model, torch.zeros(1, 4, dtype=torch.long), WINDOW + 2, temperature=0))
+    # prefill 4, then single tokens up to 32 in context, then full windows past it
+    assert lengths == [4] + [1] * (WINDOW - 4) + [WINDOW] * 5
+
+
+def test_temperature_zero_is_the_argmax():
+    logits = torch.tensor([[0.1, 3.0, -1.0], [5.0, 0.0, 4.9]])
+    assert next_token(logits, temperature=0).tolist() == [1, 0]
+
+
+def test_filters_keep_the_top_k_and_the_top_p_nucleus():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.1, 0.06, 0.04]]))
+    kept = lambda f: (f > float("-inf")).int().tolist()[0]  # noqa: E731
+    assert kept(filter_logits(logits, top_k=2)) == [1, 1, 0, 0, 0]
+    assert kept(filter_logits(logits, top_p=0.5)) == [1, 0, 0, 0, 0]
+    assert kept(filter_logits(logits, top_p=0.75)) == [1, 1, 0, 0, 0]
+    assert kept(filter_logits(logits, top_p=0.85)) == [1, 1, 1, 0, 0]
+    assert kept(filter_logits(logits, top_k=0, top_p=1.0)) == [1, 1, 1, 1, 1]
+    scrambled = logits[:, [3, 0, 4, 1, 2]]  # the order of the vocabulary does not matter
+    assert kept(filter_logits(scrambled, top_p=0.75)) == [0, 1, 0, 1, 0]
+    g = torch.Generator().manual_seed(0)
+    draws = {next_token(logits, 1.0, top_k=3, generator=g).item() for _ in range(300)}
+    assert draws == {0, 1, 2}
+
+
+def test_a_seed_makes_sampling_repeatable(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    a = generate_text(model, tokenizer, "The ", 20, temperature=1.0, seed=3)
+    assert a == generate_text(model, tokenizer, "The ", 20, temperature=1.0, seed=3)
+    assert a != generate_text(model, tokenizer, "The ", 20, temperature=1.0, seed=4)
+
+
+def test_generation_stops_at_the_end_of_text_token(model_and_tokenizer, monkeypatch):
+    model, tokenizer = model_and_tokenizer
+    eos, a = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("a")
+    calls = iter([a, a, a, eos] + [a] * 100)
+    monkeypatch.setattr(generation, "next_token", lambda *args, **kw: torch.tensor([next(calls)]))
+    assert generate_text(model, tokenizer, "x", max_length=50) == "xaaa"
+
+
+def test_streaming_waits_for_whole_characters(model_and_tokenizer, monkeypatch):
+    model, tokenizer = model_and_tokenizer
+    halves = tokenizer.convert_tokens_to_ids(["Ã", "©"])  # the two bytes of "é", byte-level
+    assert tokenizer.decode(halves) == "é"
+    calls = iter([halves[0], halves[1], tokenizer.convert_tokens_to_ids("a")])
+    monkeypatch.setattr(generation, "next_token", lambda *args, **kw: torch.tensor([next(calls)]))
+    assert list(stream_text(model, tokenizer, "x", max_length=3)) == ["é", "a"]
+
+
+def test_a_batch_of_prompts_gives_what_each_prompt_gives_alone(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    prompts = ["The ", "def ", "Return the value", "class "]
+    alone = [generate_text(model, tokenizer, p, 15, temperature=0) for p in prompts]
+    assert generate_batch(model, tokenizer, prompts, 15, temperature=0) == alone
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(prompt=""), "prompt is empty"),
+    (dict(max_length=0), "max_length"),
+    (dict(max_length=-3), "max_length"),
+    (dict(top_p=0.0), "top_p must lie in"),
+    (dict(top_p=1.5), "top_p must lie in"),
+    (dict(top_k=-1), "top_k must be"),
+    (dict(temperature=-0.1), "temperature must be >= 0"),
+    (dict(prompt="word " * 100), "keep its last 32 tokens"),
+])
+def test_bad_settings_get_a_clear_error(model_and_tokenizer, kwargs, words):
+    model, tokenizer = model_and_tokenizer
+    with pytest.raises(ValueError, match=words):
+        generate_text(model, tokenizer, **{"prompt": "The ", **kwargs})
+
+
+def test_widget_generates_when_the_button_is_pressed(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    widget = GenerationWidget(model, tokenizer)
+    widget.prompt.value = "def "
+    widget.temperature.value = 0.0
+    widget.max_new_tokens.value = 12
+    widget.generate_button.click()
+    text = widget.wait(timeout=60)
+    assert text == generate_text(model, tokenizer, "def ", 12, temperature=0)
+    assert "tokens/s" in widget.status.value
+    assert "def " in widget.output.value
+    assert not widget.generate_button.disabled and widget.stop_button.disabled
+
+
+def test_widget_stop_interrupts_generation(model_and_tokenizer, monkeypatch):
+    model, tokenizer = model_and_tokenizer
+    a = tokenizer.convert_tokens_to_ids("a")
+    monkeypatch.setattr(generation, "next_token", lambda *args, **kw: torch.tensor([a]))
+    widget = GenerationWidget(model, tokenizer, prompt="x", max_new_tokens=1000)
+    widget.generate()
+    widget.stop_button.click()
+    text = widget.wait(timeout=60)
+    assert "(stopped)" in widget.status.value
+    assert len(text) < 1 + 1000
+
+
+def test_widget_shows_errors_instead_of_losing_them(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    widget = GenerationWidget(model, tokenizer, prompt="")
+    widget.generate()
+    widget.wait(timeout=60)
+    assert widget.status.value.startswith("error: the prompt is empty")
