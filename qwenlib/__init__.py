@@ -9,10 +9,11 @@ from qwenlib.config import ConfigError, PretrainingConfig
 from qwenlib.data import (TextTokenDataset, load_and_cache_data, make_dataloaders,
                           split_tokens)
 from qwenlib.generation import generate_batch, generate_text, stream_text
-from qwenlib.hf import from_hf, to_hf
+from qwenlib.hf import from_hf, save_hf, to_hf
 from qwenlib.loss import linear_cross_entropy
 from qwenlib.model import MinimalLLM
-from qwenlib.muon import Muon, setup_muon_optimizer, zeropower_via_newtonschulz5
+from qwenlib.muon import (Muon, setup_adamw_optimizer, setup_muon_optimizer, setup_optimizers,
+                          zeropower_via_newtonschulz5)
 from qwenlib.norm import RMSNorm
 from qwenlib.rope import Rotary
 from qwenlib.runtime import get_device, seed_everything
@@ -44,8 +45,11 @@ __all__ = [
     "make_dataloaders",
     "seed_everything",
     "setup_muon_optimizer",
+    "setup_adamw_optimizer",
+    "setup_optimizers",
     "split_tokens",
     "stream_text",
     "to_hf",
+    "save_hf",
     "zeropower_via_newtonschulz5",
 ]

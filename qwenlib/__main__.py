@@ -5,6 +5,7 @@ Hand-written (the exporter never touches this file).
     python -m qwenlib data  [--max-tokens N ...]   prepare and cache the data, print statistics
     python -m qwenlib train [--max-steps N ...] [--resume PATH]   train, save checkpoints
     python -m qwenlib generate --checkpoint PATH --prompt TEXT [--temperature T ...]
+    python -m qwenlib export --checkpoint PATH --output-dir DIR   a folder transformers loads
 
 Every field of ``PretrainingConfig`` is a flag: ``gradient_accumulation_steps``
 is ``--gradient-accumulation-steps``.
@@ -91,6 +92,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from qwenlib.hf import save_hf
+    from qwenlib.training import CheckpointError, load_model
+
+    try:
+        model = load_model(args.checkpoint, "cpu")
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    tokenizer = _load_tokenizer(Path(args.checkpoint), model.config)
+    try:
+        folder = save_hf(model, tokenizer, args.output_dir)
+    except FileExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {folder}: load it with transformers' AutoModelForCausalLM.from_pretrained"
+          f"('{folder}') and AutoTokenizer.from_pretrained('{folder}')")
+    return 0
+
+
 def cmd_train(config: PretrainingConfig, resume: str | None = None) -> int:
     from qwenlib.data import load_and_cache_data, make_dataloaders
     from qwenlib.training import CheckpointError, PretrainingTrainer
@@ -137,9 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--top-p", type=float, default=0.9, help="1 = no limit (default 0.9)")
     gen.add_argument("--seed", type=int, default=None, help="makes sampling repeatable")
     gen.add_argument("--device", default=None, help="cpu, cuda, ... (default: the best available)")
+    export = commands.add_parser("export", help="write a checkpoint as a folder transformers "
+                                 "loads (Qwen3ForCausalLM + tokenizer)")
+    export.add_argument("--checkpoint", required=True, metavar="PATH",
+                        help="a checkpoint written by train, e.g. models/best_model1.pt")
+    export.add_argument("--output-dir", required=True, metavar="DIR",
+                        help="the folder to write (new, empty, or an earlier export)")
     args = parser.parse_args(argv)
     if args.command == "generate":
         return cmd_generate(args)
+    if args.command == "export":
+        return cmd_export(args)
     try:
         config = config_from_args(args)
     except ConfigError as e:

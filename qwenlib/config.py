@@ -52,6 +52,8 @@ class PretrainingConfig:
     max_steps: int = 1000  # ch7: optimizer updates (the original counted micro-batches)
     gradient_accumulation_steps: int = 2  # ch7: micro-batches per update
     muon_lr: float = 0.01  # ch6: Muon learning rate (AdamW gets a tenth of it)
+    optimizer: str = "muon"  # ch6: "muon" (Muon + AdamW, the original) or "adamw" (AdamW only)
+    adamw_lr: float = 0.001  # ch9: learning rate of every parameter when optimizer="adamw"
     weight_decay: float = 0.1  # ch6: decoupled weight decay
     grad_clip: float = 1.0  # ch7: max global gradient norm
     warmup_ratio: float = 0.05  # ch7: share of updates spent warming up the LR
@@ -112,7 +114,7 @@ def check_config(config: PretrainingConfig) -> None:
                  "eval_every", "eval_steps"):
         if getattr(config, name) <= 0:
             raise bad(name, "must be positive")
-    for name in ("rope_theta", "rms_norm_eps", "muon_lr", "grad_clip"):
+    for name in ("rope_theta", "rms_norm_eps", "muon_lr", "adamw_lr", "grad_clip"):
         if not getattr(config, name) > 0:
             raise bad(name, "must be positive")
     if config.d_model % config.n_heads:
@@ -135,6 +137,9 @@ def check_config(config: PretrainingConfig) -> None:
         raise bad("min_lr_ratio", "must satisfy 0 <= min_lr_ratio <= 1")
     if config.weight_decay < 0:
         raise bad("weight_decay", "must be >= 0")
+    if config.optimizer not in ("muon", "adamw"):
+        raise bad("optimizer", 'must be "muon" (Muon for the block matrices, AdamW for the '
+                  'rest) or "adamw" (AdamW for every parameter)')
     if config.data_source not in ("auto", "hub", "builtin"):
         raise bad("data_source", 'must be "auto", "hub" or "builtin"')
     if config.max_tokens < config.max_seq_len + 1:

@@ -4,7 +4,11 @@
 
 from __future__ import annotations
 
-__all__ = ['to_hf_config', 'to_hf', 'from_hf']
+__all__ = ['to_hf_config', 'to_hf', 'from_hf', 'save_hf']
+
+import shutil
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -85,3 +89,42 @@ def from_hf(hf_model) -> tuple[MinimalLLM, PretrainingConfig]:
     state = {k.removeprefix("model."): v for k, v in hf_model.state_dict().items()}
     model.load_state_dict(state, strict=True)
     return model.train(hf_model.training), config
+
+
+def save_hf(model: MinimalLLM, tokenizer, folder: str | Path) -> Path:
+    """Write `folder` so that transformers alone can load the model and its tokenizer.
+
+    It holds `to_hf(model).save_pretrained` (config.json, model.safetensors,
+    generation_config.json) and `tokenizer.save_pretrained`, with the tokenizer's
+    end-of-text token as `eos_token_id`, so `generate` stops where
+    `qwenlib.generate_text` stops. The files are written beside `folder` and renamed
+    into place: an export that fails half way leaves an earlier export as it was.
+    """
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()) and not (folder / "config.json").is_file():
+        raise FileExistsError(f"{folder} exists and is not a transformers model folder; "
+                              "give save_hf a new or empty folder")
+    hf = to_hf(model)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is not None:
+        for c in (hf.config, hf.generation_config):
+            c.eos_token_id, c.pad_token_id = eos, eos
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        hf.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
+            folder.rename(old / folder.name)
+            try:
+                staging.rename(folder)
+            except OSError:
+                (old / folder.name).rename(folder)  # put the earlier export back
+                raise
+            shutil.rmtree(old)
+        else:
+            staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder

@@ -4,7 +4,14 @@
 
 from __future__ import annotations
 
-__all__ = ['default_ns_dtype', 'zeropower_via_newtonschulz5', 'Muon', 'setup_muon_optimizer']
+__all__ = [
+    'default_ns_dtype',
+    'zeropower_via_newtonschulz5',
+    'Muon',
+    'setup_muon_optimizer',
+    'setup_adamw_optimizer',
+    'setup_optimizers',
+]
 
 import torch
 
@@ -131,3 +138,19 @@ def setup_muon_optimizer(model: torch.nn.Module, config) -> list[torch.optim.Opt
         torch.optim.AdamW([{"params": embed, "weight_decay": config.weight_decay},
                            {"params": gains, "weight_decay": 0.0}], lr=config.muon_lr * 0.1),
     ]
+
+
+def setup_adamw_optimizer(model: torch.nn.Module, config) -> list[torch.optim.Optimizer]:
+    """The baseline: one AdamW (lr = config.adamw_lr) for every parameter, with the
+    same weight-decay rule (matrices decay, norm gains don't)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    gains = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                               {"params": gains, "weight_decay": 0.0}], lr=config.adamw_lr)]
+
+
+def setup_optimizers(model: torch.nn.Module, config) -> list[torch.optim.Optimizer]:
+    """What the trainer uses: `config.optimizer` picks "muon" (the default) or "adamw"."""
+    if config.optimizer == "adamw":
+        return setup_adamw_optimizer(model, config)
+    return setup_muon_optimizer(model, config)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from qwenlib.config import PretrainingConfig
 from qwenlib.model import MinimalLLM
-from qwenlib.muon import setup_muon_optimizer
+from qwenlib.muon import setup_optimizers
 from qwenlib.runtime import get_device, seed_everything
 
 
@@ -254,7 +254,7 @@ class PretrainingTrainer:
         out = Path(c.output_dir)
         seed_everything(c.seed)
         model = MinimalLLM(c).to(device)
-        optimizers = setup_muon_optimizer(model, c)
+        optimizers = setup_optimizers(model, c)  # Muon + AdamW, or AdamW only
         for opt in optimizers:
             for group in opt.param_groups:
                 group["peak_lr"] = group["lr"]
@@ -265,6 +265,11 @@ class PretrainingTrainer:
                                     "val_loss": [], "val_accuracy": [], "val_perplexity": []}
         if resume_from is not None:
             state = load_checkpoint(resume_from, c)
+            if state["config"].optimizer != c.optimizer:
+                raise CheckpointError(
+                    f"{resume_from} was trained with optimizer={state['config'].optimizer!r}, "
+                    f"this config has optimizer={c.optimizer!r}; their states don't carry over "
+                    f"(set optimizer={state['config'].optimizer!r} to resume)")
             model.load_state_dict(state["model"])
             for opt, saved in zip(optimizers, state["optimizers"]):
                 opt.load_state_dict(saved)

@@ -1,5 +1,6 @@
 """`python -m qwenlib` from a shell."""
 
+import os
 import subprocess
 import sys
 
@@ -57,3 +58,41 @@ def test_resume_from_a_bad_file_is_a_clear_error(tmp_path):
                  cwd=tmp_path)
     assert result.returncode == 2
     assert "x.pt is not a readable checkpoint" in result.stderr
+
+
+HF_ONLY = """
+import sys
+sys.modules["qwenlib"] = None   # any import of qwenlib now fails: transformers alone
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+folder = sys.argv[1]
+model = AutoModelForCausalLM.from_pretrained(folder).eval()
+tokenizer = AutoTokenizer.from_pretrained(folder)
+ids = tokenizer("The ", return_tensors="pt", add_special_tokens=False).input_ids
+with torch.no_grad():
+    out = model.generate(ids, do_sample=False, max_new_tokens=12)
+print(repr(tokenizer.decode(out[0], skip_special_tokens=True)))
+"""
+
+
+def test_exported_folder_generates_the_same_in_transformers_alone(tmp_path):
+    flags = ["--max-tokens", "3000", "--max-seq-len", "32", "--vocab-size", "8192",
+             "--batch-size", "2", "--max-steps", "3", "--eval-every", "3", "--eval-steps", "1",
+             "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "models")]
+    assert run("train", *flags, cwd=tmp_path).returncode == 0
+    checkpoint, folder = tmp_path / "models" / "final_model1.pt", tmp_path / "hf"
+    exported = run("export", "--checkpoint", str(checkpoint), "--output-dir", str(folder), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
+    theirs = subprocess.run([sys.executable, "-c", HF_ONLY, str(folder)], capture_output=True,
+                            text=True, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert theirs.returncode == 0, theirs.stderr
+    ours = run("generate", "--checkpoint", str(checkpoint), "--prompt", "The ", "--max-length",
+               "12", "--temperature", "0", cwd=tmp_path)
+    assert theirs.stdout.strip() == repr(ours.stdout[:-1])  # generate prints a final newline
+    again = run("export", "--checkpoint", str(checkpoint), "--output-dir", str(folder), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr                # an earlier export is replaced
+    refused = run("export", "--checkpoint", str(checkpoint), "--output-dir",
+                  str(tmp_path / "models"), cwd=tmp_path)    # not an export: left alone
+    assert refused.returncode == 2 and "not a transformers model folder" in refused.stderr
+    assert checkpoint.exists()

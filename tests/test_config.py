@@ -28,6 +28,8 @@ def test_defaults_are_the_original_packages():
     (dict(max_tokens=100), "max_tokens", "smaller than one training window"),
     (dict(val_fraction=1.0), "val_fraction", "0 < val_fraction < 1"),
     (dict(data_source="web"), "data_source", '"auto", "hub" or "builtin"'),
+    (dict(optimizer="sgd"), "optimizer", '"muon"'),
+    (dict(adamw_lr=0.0), "adamw_lr", "positive"),
     (dict(builtin_vocab_size=256), "builtin_vocab_size", "at least 257"),
     (dict(batch_size=2.5), "batch_size", "integer"),
     (dict(n_heads=True), "n_heads", "integer"),

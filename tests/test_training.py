@@ -69,6 +69,26 @@ def test_lr_schedule_is_applied_to_both_optimizers(tokens, tmp_path):
     assert adamw_lr == pytest.approx(config.muon_lr * 0.1 * lr_scale(3, 4, 0.5, 0.1))
 
 
+def test_adamw_only_trains_every_parameter_with_one_adamw_at_adamw_lr(tokens, tmp_path):
+    model, metrics = train(tokens, tmp_path, "adamw", max_steps=4, warmup_ratio=0.5,
+                           optimizer="adamw", adamw_lr=3e-3)
+    assert metrics["history"]["lr"] == pytest.approx([3e-3 * lr_scale(s, 4, 0.5, 0.1) for s in range(4)])
+    state = load_checkpoint(tmp_path / "adamw" / "final_model1.pt")
+    (adamw,) = state["optimizers"]
+    assert "exp_avg" in next(iter(adamw["state"].values()))  # an Adam state, not Muon's buffer
+    stepped = sum(len(group["params"]) for group in adamw["param_groups"])
+    assert stepped == len(list(model.parameters()))
+    gains = adamw["param_groups"][1]
+    assert gains["weight_decay"] == 0.0 and len(gains["params"]) == 1 + 4 * TINY.get("n_layers", 3)
+
+
+def test_resuming_with_the_other_optimizer_is_a_clear_error(tokens, tmp_path):
+    train(tokens, tmp_path, "muon", max_steps=2)
+    with pytest.raises(CheckpointError, match="optimizer='muon'.*set optimizer='muon' to resume"):
+        train(tokens, tmp_path, "other", optimizer="adamw",
+              resume_from=tmp_path / "muon" / "final_model1.pt")
+
+
 def test_checkpoints_load_with_weights_only_and_hold_everything(tokens, tmp_path):
     train(tokens, tmp_path, "ckpt")
     folder = tmp_path / "ckpt"

@@ -12,14 +12,17 @@ from qwenlib.exercises.ch05 import check_count_parameters, check_swiglu
 from qwenlib.exercises.ch06 import check_muon_split, check_newton_schulz_step
 from qwenlib.exercises.ch07 import check_accumulation, check_lr_schedule
 from qwenlib.exercises.ch08 import check_greedy_decode, check_top_p
+from qwenlib.exercises.ch09 import check_bits_per_character, check_early_stop
 from qwenlib.exercises.appendix_a import check_ce_logit_gradient, check_chunked_loss
 
 __all__ = [
     "check_accumulation",
+    "check_bits_per_character",
     "check_causal_mask",
     "check_ce_logit_gradient",
     "check_chunked_loss",
     "check_count_parameters",
+    "check_early_stop",
     "check_greedy_decode",
     "check_honest_split",
     "check_kv_cache_bytes",

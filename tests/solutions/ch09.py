@@ -1,0 +1,49 @@
+"""Right and wrong answers to the exercises of chapter 9."""
+
+import math
+
+
+def early_stop(eval_steps, val_losses, patience):
+    best, since = 0, 0
+    for i in range(1, len(val_losses)):
+        if val_losses[i] < val_losses[best]:
+            best, since = i, 0
+        else:
+            since += 1
+            if since == patience:
+                return eval_steps[i], eval_steps[best]
+    return eval_steps[-1], eval_steps[best]
+
+
+def bits_per_character(loss, chars_per_token):
+    return loss / math.log(2) / chars_per_token
+
+
+def _ties_count_as_improvement(eval_steps, val_losses, patience):
+    best, since = 0, 0
+    for i in range(1, len(val_losses)):
+        if val_losses[i] <= val_losses[best]:
+            best, since = i, 0
+        else:
+            since += 1
+            if since == patience:
+                return eval_steps[i], eval_steps[best]
+    return eval_steps[-1], eval_steps[best]
+
+
+def _compares_with_the_previous_not_the_best(eval_steps, val_losses, patience):
+    since = 0
+    best = min(range(len(val_losses)), key=val_losses.__getitem__)
+    for i in range(1, len(val_losses)):
+        since = 0 if val_losses[i] < val_losses[i - 1] else since + 1
+        if since == patience:
+            return eval_steps[i], eval_steps[best]
+    return eval_steps[-1], eval_steps[best]
+
+
+WRONG = {
+    "early_stop": [_ties_count_as_improvement, _compares_with_the_previous_not_the_best,
+                   lambda s, v, p: (s[-1], s[v.index(min(v))])],
+    "bits_per_character": [lambda loss, cpt: loss / cpt, lambda loss, cpt: loss / math.log(2) * cpt,
+                           lambda loss, cpt: loss / math.log(10) / cpt],
+}
