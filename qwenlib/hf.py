@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['to_hf_config', 'to_hf', 'from_hf', 'save_hf']
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -91,6 +92,16 @@ def from_hf(hf_model) -> tuple[MinimalLLM, PretrainingConfig]:
     return model.train(hf_model.training), config
 
 
+def _is_hf_export(folder: Path) -> bool:
+    """True for a folder an earlier `save_hf` wrote: a transformers config.json (it
+    names a `model_type`; qwenlib's own config.json does not) and no checkpoints."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return "model_type" in config and not any(folder.glob("*.pt"))
+
+
 def save_hf(model: MinimalLLM, tokenizer, folder: str | Path) -> Path:
     """Write `folder` so that transformers alone can load the model and its tokenizer.
 
@@ -101,7 +112,7 @@ def save_hf(model: MinimalLLM, tokenizer, folder: str | Path) -> Path:
     into place: an export that fails half way leaves an earlier export as it was.
     """
     folder = Path(folder)
-    if folder.exists() and any(folder.iterdir()) and not (folder / "config.json").is_file():
+    if folder.exists() and any(folder.iterdir()) and not _is_hf_export(folder):
         raise FileExistsError(f"{folder} exists and is not a transformers model folder; "
                               "give save_hf a new or empty folder")
     hf = to_hf(model)
