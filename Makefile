@@ -26,7 +26,8 @@ train: setup
 test: setup
 	$(PY) tools/export.py --check
 	$(MAKE) --no-print-directory book
-	HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env
+	HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg
 
 ## regenerate qwenlib/ from notebooks/
 export:

@@ -226,3 +226,11 @@ def test_evaluation_is_token_weighted(tokens):
             count += y.numel()
     assert result["val_loss"] == pytest.approx(total / count)
     assert result["val_perplexity"] == pytest.approx(math.exp(total / count))
+
+
+def test_metrics_json_is_strict_json_even_before_any_evaluation(tokens, tmp_path):
+    import json
+    train(tokens, tmp_path, "early", stop_after=1)  # eval_every=2: no evaluation yet
+    text = (tmp_path / "early" / "metrics.json").read_text()
+    metrics = json.loads(text, parse_constant=lambda name: pytest.fail(f"metrics.json has {name}"))
+    assert metrics["best_val_loss"] is None and metrics["step"] == 1
