@@ -356,7 +356,8 @@ class PretrainingTrainer:
         last = {k: history[k][-1] for k in ("val_loss", "val_accuracy", "val_perplexity")
                 if history[k]}
         metrics.update(step=step, train_loss=history["train_loss"][-1] if history["train_loss"] else None,
-                       best_val_loss=best if history["val_loss"] else None, **last, elapsed_s=elapsed, device=str(device),
+                       best_val_loss=best if history["val_loss"] else None, **last,
+                       elapsed_s=elapsed, device=str(device),
                        tokens_per_s=tokens_per_update * (step - first_step) / max(elapsed, 1e-9),
                        history=history)
         out.mkdir(parents=True, exist_ok=True)
