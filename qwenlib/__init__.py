@@ -6,6 +6,7 @@ from the generated modules, whose source is the notebooks in ``notebooks/``.
 
 from qwenlib.attention import Qwen3Attention
 from qwenlib.config import ConfigError, PretrainingConfig
+from qwenlib.distributed import DistributedTrainer, init_distributed
 from qwenlib.data import (TextTokenDataset, load_and_cache_data, make_dataloaders,
                           split_tokens)
 from qwenlib.generation import generate_batch, generate_text, stream_text
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "DistributedTrainer",
     "GenerationWidget",
     "MinimalLLM",
     "Muon",
@@ -38,6 +40,7 @@ __all__ = [
     "generate_batch",
     "generate_text",
     "get_device",
+    "init_distributed",
     "linear_cross_entropy",
     "load_and_cache_data",
     "load_checkpoint",

@@ -4,6 +4,7 @@ Hand-written (the exporter never touches this file).
 
     python -m qwenlib data  [--max-tokens N ...]   prepare and cache the data, print statistics
     python -m qwenlib train [--max-steps N ...] [--resume PATH]   train, save checkpoints
+    torchrun --nproc_per_node=N -m qwenlib train ...   the same, in N processes (chapter 10)
     python -m qwenlib generate --checkpoint PATH --prompt TEXT [--temperature T ...]
     python -m qwenlib export --checkpoint PATH --output-dir DIR   a folder transformers loads
 
@@ -112,24 +113,47 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(config: PretrainingConfig, resume: str | None = None) -> int:
+def cmd_train(config: PretrainingConfig, resume: str | None = None,
+              timeout_s: float = 600.0) -> int:
     from qwenlib.data import load_and_cache_data, make_dataloaders
+    from qwenlib.distributed import DistributedTrainer, init_distributed
     from qwenlib.training import CheckpointError, PretrainingTrainer
 
-    _, tokenizer, tokens = load_and_cache_data(config)
-    tokenizer.save_pretrained(Path(config.output_dir) / "tokenizer")  # for `generate`
-    train_loader, val_loader = make_dataloaders(config, tokens)
+    rank, world_size, device = init_distributed(timeout_s)  # (0, 1, ...) without torchrun
     try:
-        model, metrics = PretrainingTrainer(config).train(train_loader, val_loader,
-                                                          resume_from=resume)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        if rank == 0:  # builds the cache; the other processes then read it
+            _, tokenizer, tokens = load_and_cache_data(config)
+            tokenizer.save_pretrained(Path(config.output_dir) / "tokenizer")  # for `generate`
+        if world_size > 1:
+            import torch.distributed as dist
+            dist.barrier()
+            if rank > 0:
+                _, tokenizer, tokens = load_and_cache_data(config, verbose=False)
+            print(f"process {rank} of {world_size} on {device}", flush=True)
+        train_loader, val_loader = make_dataloaders(config, tokens)
+        trainer = (DistributedTrainer if world_size > 1 else PretrainingTrainer)(config, device)
+        try:
+            model, metrics = trainer.train(train_loader, val_loader, resume_from=resume)
+        except CheckpointError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except RuntimeError as e:
+            if world_size == 1:
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    finally:
+        if world_size > 1:
+            import torch.distributed as dist
+            dist.destroy_process_group()
     out = config.output_dir
     if metrics.get("interrupted"):
         return 130
-    print(f"\n{metrics['step']} updates in {metrics['elapsed_s'] / 60:.1f} min on "
-          f"{metrics['device']}: val loss {metrics.get('val_loss', float('nan')):.4f}, accuracy "
+    if rank > 0:
+        return 0
+    where = metrics["device"] if world_size == 1 else f"{world_size} processes on {metrics['device']}"
+    print(f"\n{metrics['step']} updates in {metrics['elapsed_s'] / 60:.1f} min on {where}: val loss "
+          f"{metrics.get('val_loss', float('nan')):.4f}, accuracy "
           f"{metrics.get('val_accuracy', float('nan')):.2%}, perplexity "
           f"{metrics.get('val_perplexity', float('nan')):.1f}")
     print(f"checkpoints and metrics.json in {out}/ (best: {out}/best_model1.pt, "
@@ -146,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     train = commands.add_parser("train", help="train a model (chapter 7's PretrainingTrainer)")
     train.add_argument("--resume", metavar="PATH", default=None,
                        help="continue exactly from a checkpoint (e.g. models/latest.pt)")
+    train.add_argument("--dist-timeout", type=float, default=600.0, metavar="SECONDS",
+                       help="under torchrun: how long a process waits for the others before "
+                       "failing (default 600)")
     add_config_flags(train)
     gen = commands.add_parser("generate", help="continue a prompt with a trained model, "
                               "streaming the text (chapter 8)")
@@ -174,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         parser.error(str(e))
     if args.command == "train":
-        return cmd_train(config, args.resume)
+        return cmd_train(config, args.resume, args.dist_timeout)
     return cmd_data(config)
 
 

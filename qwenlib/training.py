@@ -7,6 +7,8 @@ from __future__ import annotations
 __all__ = [
     'lr_scale',
     'mixed_precision',
+    'evaluation_sums',
+    'metrics_from_sums',
     'evaluate',
     'CheckpointError',
     'save_checkpoint',
@@ -65,9 +67,11 @@ def mixed_precision(device: torch.device, use_amp: bool):
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, val_loader, max_batches: int | None = None,
-             device: torch.device | None = None) -> dict[str, float]:
-    """Token-weighted validation loss, next-token accuracy and perplexity."""
+def evaluation_sums(model: torch.nn.Module, val_loader, max_batches: int | None = None,
+                    device: torch.device | None = None) -> torch.Tensor:
+    """[summed loss, correct next-token guesses, tokens scored] over the validation
+    batches, as float64. Sums rather than means, so that the shares of several
+    processes (chapter 10) add up to the whole."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -81,10 +85,23 @@ def evaluate(model: torch.nn.Module, val_loader, max_batches: int | None = None,
         correct += (logits.argmax(-1) == y).sum().item()
         count += y.numel()
     model.train(was_training)
+    return torch.tensor([loss_sum, correct, count], dtype=torch.float64)
+
+
+def metrics_from_sums(sums: torch.Tensor) -> dict[str, float]:
+    """Mean loss, accuracy and perplexity from `evaluation_sums`."""
+    loss_sum, correct, count = sums.tolist()
     if count == 0:
         raise ValueError("the validation loader gave no batches; check val_fraction and max_tokens")
     loss = loss_sum / count
     return {"val_loss": loss, "val_accuracy": correct / count, "val_perplexity": math.exp(loss)}
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, val_loader, max_batches: int | None = None,
+             device: torch.device | None = None) -> dict[str, float]:
+    """Token-weighted validation loss, next-token accuracy and perplexity."""
+    return metrics_from_sums(evaluation_sums(model, val_loader, max_batches, device))
 
 
 CHECKPOINT_FORMAT = "qwenlib-checkpoint"
@@ -230,15 +247,45 @@ class PretrainingTrainer:
     `best_model1.pt` when validation loss improves; at the end it saves
     `final_model1.pt` and `metrics.json` in `config.output_dir`. Ctrl-C (or
     `stop_after`) saves `latest.pt`, from which `resume_from` continues exactly.
+
+    The methods starting with an underscore after `__init__` are the only
+    places where training in several processes differs from training in one:
+    here they do nothing, and chapter 10's `DistributedTrainer` overrides them.
     """
+
+    is_main = True  # only the main process prints and writes files
+    world_size = 1  # how many processes train together
 
     def __init__(self, config: PretrainingConfig, device: str | None = None,
                  verbose: bool = True):
         config.validate()
         self.config, self.device, self.verbose = config, get_device(device), verbose
 
+    def _prepare(self, model, train_loader, val_loader):
+        """(the function giving a micro-batch's loss, train loader, val loader)."""
+        return model.loss, train_loader, val_loader  # the loss without full logits
+
+    def _accumulating(self, accumulating: bool):
+        """Context of one micro-batch's forward and backward; `accumulating` is
+        true for all but the last micro-batch of an update."""
+        return contextlib.nullcontext()
+
+    def _start_update(self, step: int) -> None:
+        """Called before each update."""
+
+    def _mean(self, value: float) -> float:
+        """The mean of `value` over the processes."""
+        return value
+
+    def _evaluate(self, model, val_loader) -> dict[str, float]:
+        return evaluate(model, val_loader, self.config.eval_steps, self.device)
+
+    def _lost_contact(self, error: BaseException) -> str | None:
+        """A message if `error` means another process failed, else None."""
+        return None
+
     def _say(self, message: str) -> None:
-        if self.verbose:
+        if self.verbose and self.is_main:
             tqdm.write(message)  # prints above a progress bar instead of through it
 
     def _state(self, model, optimizers, scaler, stream, step, best, history, rng) -> dict:
@@ -259,7 +306,6 @@ class PretrainingTrainer:
             for group in opt.param_groups:
                 group["peak_lr"] = group["lr"]
         autocast, scaler = mixed_precision(device, c.use_amp)
-        stream = BatchStream(train_loader)
         step, best = 0, float("inf")
         history: dict[str, list] = {"step": [], "train_loss": [], "lr": [], "eval_step": [],
                                     "val_loss": [], "val_accuracy": [], "val_perplexity": []}
@@ -274,38 +320,50 @@ class PretrainingTrainer:
             for opt, saved in zip(optimizers, state["optimizers"]):
                 opt.load_state_dict(saved)
             scaler.load_state_dict(state["scaler"])
-            stream.load_state_dict(state["data"])
             _set_rng_state(state["rng"])
             step, best, history = state["step"], state["best_val_loss"], state["history"]
+        loss_fn, train_loader, val_loader = self._prepare(model, train_loader, val_loader)
+        stream = BatchStream(train_loader)
+        if resume_from is not None:
+            stream.load_state_dict(state["data"])
             self._say(f"resumed from {resume_from} at update {step} of {c.max_steps}")
         model.train()
-        tokens_per_update = c.gradient_accumulation_steps * c.batch_size * c.max_seq_len
+        tokens_per_update = (self.world_size * c.gradient_accumulation_steps * c.batch_size
+                             * c.max_seq_len)
         boundary = (stream.state_dict(), _rng_state())  # where the next update starts
-        save = lambda name: save_checkpoint(out / name, self._state(  # noqa: E731
-            model, optimizers, scaler, boundary[0], step, best, history, boundary[1]))
+
+        def save(name: str) -> Path:
+            if self.is_main:
+                save_checkpoint(out / name, self._state(model, optimizers, scaler, boundary[0],
+                                                        step, best, history, boundary[1]))
+            return out / name
+
         metrics: dict[str, Any] = {}
         started, first_step = time.perf_counter(), step
-        bar = tqdm(total=c.max_steps, initial=step, disable=not self.verbose, mininterval=2.0,
+        bar = tqdm(total=c.max_steps, initial=step, disable=not (self.verbose and self.is_main), mininterval=2.0,
                    desc="training", unit="update")
         try:
             while step < c.max_steps and (stop_after is None or step < stop_after):
                 boundary = (stream.state_dict(), _rng_state())
+                self._start_update(step)
                 scale = lr_scale(step, c.max_steps, c.warmup_ratio, c.min_lr_ratio)
                 for opt in optimizers:
                     for group in opt.param_groups:
                         group["lr"] = group["peak_lr"] * scale
                 total = 0.0
-                for _ in range(c.gradient_accumulation_steps):
+                for i in range(c.gradient_accumulation_steps):
                     x, y = (t.to(device, non_blocking=True) for t in next(stream))
-                    with autocast:
-                        loss = model.loss(x, y)  # cross-entropy without the full logits
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(
-                            f"non-finite loss ({loss.item()}) at update {step + 1}; training "
-                            f"stopped. The last good checkpoint in {out} is kept; lower "
-                            "muon_lr or grad_clip and resume from it")
-                    scaler.scale(loss / c.gradient_accumulation_steps).backward()
+                    with self._accumulating(i + 1 < c.gradient_accumulation_steps):
+                        with autocast:
+                            loss = loss_fn(x, y)  # cross-entropy without the full logits
+                        scaler.scale(loss / c.gradient_accumulation_steps).backward()
                     total += loss.item() / c.gradient_accumulation_steps
+                total = self._mean(total)
+                if not math.isfinite(total):
+                    raise FloatingPointError(
+                        f"non-finite loss ({total}) at update {step + 1}; training stopped "
+                        f"before the update. The last good checkpoint in {out} is kept; lower "
+                        "muon_lr or grad_clip and resume from it")
                 for opt in optimizers:
                     scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
@@ -330,7 +388,7 @@ class PretrainingTrainer:
                               f"{c.max_steps - step} updates will take about "
                               f"{per_update * (c.max_steps - step) / 60:.1f} min")
                 if step % c.eval_every == 0 or step == c.max_steps:
-                    result = evaluate(model, val_loader, c.eval_steps, device)
+                    result = self._evaluate(model, val_loader)
                     history["eval_step"].append(step)
                     for k, v in result.items():
                         history[k].append(v)
@@ -347,6 +405,14 @@ class PretrainingTrainer:
                       f"resume_from='{path}' (from a shell: python -m qwenlib train "
                       f"--resume {path})")
             metrics["interrupted"] = True
+        except Exception as e:
+            lost = self._lost_contact(e)
+            if lost is None:
+                raise
+            bar.close()
+            path = save("latest.pt")  # this process's weights are at the update boundary
+            raise RuntimeError(f"{lost} Update {step} is saved in {path}; once the cause is "
+                               f"fixed, resume from it (--resume {path}).") from e
         bar.close()
         elapsed = time.perf_counter() - started
         if step == c.max_steps:
@@ -360,6 +426,8 @@ class PretrainingTrainer:
                        elapsed_s=elapsed, device=str(device),
                        tokens_per_s=tokens_per_update * (step - first_step) / max(elapsed, 1e-9),
                        history=history)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+        if self.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n",
+                                              encoding="utf-8")
         return model, metrics

@@ -3,7 +3,7 @@
 import pytest
 
 from qwenlib import exercises
-from solutions import appendix_a, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09
+from solutions import appendix_a, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10
 
 EXERCISES = [
     (ch01, "check_num_windows", "num_windows"), (ch01, "check_make_pair", "make_pair"),
@@ -17,6 +17,7 @@ EXERCISES = [
     (ch08, "check_top_p", "top_p_keep"), (ch08, "check_greedy_decode", "greedy_decode"),
     (ch09, "check_early_stop", "early_stop"),
     (ch09, "check_bits_per_character", "bits_per_character"),
+    (ch10, "check_shard", "shard"), (ch10, "check_per_process_batch", "per_process_batch"),
     (appendix_a, "check_ce_logit_gradient", "ce_grad"),
     (appendix_a, "check_chunked_loss", "chunked_loss"),
 ]

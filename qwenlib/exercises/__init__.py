@@ -13,6 +13,7 @@ from qwenlib.exercises.ch06 import check_muon_split, check_newton_schulz_step
 from qwenlib.exercises.ch07 import check_accumulation, check_lr_schedule
 from qwenlib.exercises.ch08 import check_greedy_decode, check_top_p
 from qwenlib.exercises.ch09 import check_bits_per_character, check_early_stop
+from qwenlib.exercises.ch10 import check_per_process_batch, check_shard
 from qwenlib.exercises.appendix_a import check_ce_logit_gradient, check_chunked_loss
 
 __all__ = [
@@ -32,9 +33,11 @@ __all__ = [
     "check_muon_split",
     "check_newton_schulz_step",
     "check_num_windows",
+    "check_per_process_batch",
     "check_rms_norm",
     "check_rope_angle",
     "check_rotate_half",
+    "check_shard",
     "check_swiglu",
     "check_top_p",
 ]
