@@ -27,7 +27,7 @@ test: setup
 	$(PY) tools/export.py --check
 	$(MAKE) --no-print-directory book
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg
+		--nbval-sanitize-with tests/nbval_sanitize.cfg --durations=15
 
 ## regenerate qwenlib/ from notebooks/
 export:

@@ -151,8 +151,11 @@ def cmd_train(config: PretrainingConfig, resume: str | None = None,
         return 130
     if rank > 0:
         return 0
-    where = metrics["device"] if world_size == 1 else f"{world_size} processes on {metrics['device']}"
-    print(f"\n{metrics['step']} updates in {metrics['elapsed_s'] / 60:.1f} min on {where}: val loss "
+    where = metrics["device"]
+    if world_size > 1:
+        where = f"{world_size} processes on {where}"
+    print(f"\n{metrics['step']} updates in {metrics['elapsed_s'] / 60:.1f} min on {where}: "
+          f"val loss "
           f"{metrics.get('val_loss', float('nan')):.4f}, accuracy "
           f"{metrics.get('val_accuracy', float('nan')):.2%}, perplexity "
           f"{metrics.get('val_perplexity', float('nan')):.1f}")

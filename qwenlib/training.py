@@ -411,8 +411,10 @@ class PretrainingTrainer:
                 raise
             bar.close()
             path = save("latest.pt")  # this process's weights are at the update boundary
-            raise RuntimeError(f"{lost} Update {step} is saved in {path}; once the cause is "
-                               f"fixed, resume from it (--resume {path}).") from e
+            saved = (f"Update {step} is saved in {path}; once the cause is fixed, resume from "
+                     f"it (--resume {path})." if self.is_main else
+                     f"Process 0 writes the checkpoints (in {out}), not this one.")
+            raise RuntimeError(f"{lost} {saved}") from e
         bar.close()
         elapsed = time.perf_counter() - started
         if step == c.max_steps:
