@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+BROWSER_STAMP := $(VENV)/.browser-deps
 
-.PHONY: setup train test export check-export unit notebooks book bench clean
+.PHONY: setup browser-deps train test export check-export unit notebooks book bench clean
 
 setup: $(STAMP)
 
@@ -18,12 +19,28 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt -e .
 	@touch $@
 
+## the browser test's needs: Playwright (pip), Debian's chromium (apt-get, when missing),
+## the widget scripts the book's pages load (npm registry; tools/browser_deps.py)
+browser-deps: $(BROWSER_STAMP)
+
+$(BROWSER_STAMP): $(STAMP) requirements-test.txt _config.yml tools/browser_deps.py
+	$(PY) -m pip install --quiet -r requirements-test.txt
+	@command -v chromium >/dev/null 2>&1 || [ -x "$${QWEN_COURSE_CHROMIUM:-}" ] || { \
+	  echo "installing Debian's chromium for the browser test (apt-get)"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null || { \
+	    echo "could not install chromium: install it (apt-get install chromium) or set QWEN_COURSE_CHROMIUM"; exit 1; }; }
+	$(PY) tools/browser_deps.py
+	@touch $@
+
 ## the main job: train the default config; checkpoints and metrics.json go to models/
 train: setup
 	$(PY) -m qwenlib train
 
-## every check: notebooks -> qwenlib in sync, the book builds, unit tests, every notebook re-run
-test: setup
+## every check: notebooks -> qwenlib in sync, the book builds and works in a browser,
+## unit tests, every notebook re-run (screenshots of the pages: test-artifacts/screenshots)
+test: setup browser-deps
 	$(PY) tools/export.py --check
 	$(MAKE) --no-print-directory book
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
