@@ -2,6 +2,7 @@
 
 import pytest
 
+from conftest import ROOT
 from qwenlib import exercises
 from solutions import appendix_a, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10
 
@@ -47,3 +48,13 @@ def test_a_crashing_answer_is_reported_not_raised(capsys):
 
     assert exercises.check_num_windows(crashes) is False
     assert "raised ZeroDivisionError: oops" in capsys.readouterr().out
+
+
+def test_every_chapter_has_at_least_two_checked_exercises():
+    chapters = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    per_chapter = {}
+    for chapter, check, _ in EXERCISES:
+        per_chapter.setdefault(chapter.__name__.split(".")[-1], []).append(check)
+    for notebook in chapters:
+        key = "appendix_a" if notebook.stem.startswith("A1") else f"ch{notebook.stem[:2]}"
+        assert len(per_chapter.get(key, [])) >= 2, f"{notebook.name} has {per_chapter.get(key)}"
