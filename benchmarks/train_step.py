@@ -12,6 +12,10 @@ parameters are every matrix, the output head included (the embedding lookup is n
 
     python benchmarks/train_step.py              # timings, memory, share of peak
     python benchmarks/train_step.py --steps 3    # quicker
+
+It also times the output layer's three matrix multiplies alone (no softmax, no blocks,
+no optimizer) in the same alternation: the ratio transformers / that time is a ceiling
+on the throughput ratio of any exact fp32 implementation on the machine it runs on.
 """
 
 from __future__ import annotations
@@ -58,6 +62,25 @@ def step_fn(which, model, opt, x, y):
     return step
 
 
+def head_matmuls_fn(model, tokens: int, chunk: int = 256):
+    """Only the three matrix multiplies any exact fp32 output layer must do, per chunk of
+    tokens: logits = W h, d hidden = p^T W, d W += p h (no softmax, no loss, no blocks).
+    A qwenlib step cannot be faster than this, so t_transformers / t_this is the highest
+    throughput ratio an exact fp32 step can reach on this machine."""
+    weight = model.embed_tokens.weight.detach()
+    hidden = torch.randn(tokens, weight.shape[1], device=weight.device)
+    logits = torch.empty(weight.shape[0], chunk, device=weight.device)
+    grad_w = torch.zeros_like(weight)
+
+    def run():
+        for start in range(0, tokens, chunk):
+            h = hidden[start:start + chunk]
+            torch.mm(weight, h.t(), out=logits)
+            logits.t() @ weight
+            grad_w.addmm_(logits, h)
+    return run
+
+
 def matmul_peak_gflops(device, n: int = 4096, repeats: int = 5) -> float:
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
@@ -100,6 +123,10 @@ def main() -> None:
         config, model, opt, x, y = build(which, device)
         runs[which] = step_fn(which, model, opt, x, y)
         runs[which]()  # warm-up
+        if which == "qwenlib":
+            head_only = head_matmuls_fn(model, config.batch_size * config.max_seq_len)
+    runs["head matmuls"] = head_only
+    head_only()  # warm-up
     times = {k: [] for k in runs}
     for _ in range(args.steps):
         for which, fn in runs.items():
@@ -110,7 +137,7 @@ def main() -> None:
     peak = matmul_peak_gflops(device)
     memory = {}
     if device.type == "cpu" and sys.platform.startswith("linux"):
-        for which in runs:
+        for which in ("qwenlib", "transformers"):
             out = subprocess.run([sys.executable, __file__, "--memory-child", which],
                                  capture_output=True, text=True, check=True)
             memory[which] = json.loads(out.stdout.strip().splitlines()[-1])["peak_step_mb"]
@@ -119,11 +146,14 @@ def main() -> None:
     print(f"fp32 matmul peak here: {peak:.0f} GFLOP/s; model FLOPs per step: {flops / 1e9:.1f} GFLOP "
           f"(floor {flops / peak / 1e9:.2f} s)")
     med = {k: statistics.median(v) for k, v in times.items()}
-    for which in runs:
+    for which in ("qwenlib", "transformers"):
         mem = f", peak step memory {memory[which]:,.0f} MB" if which in memory else ""
         print(f"{which:13} {med[which]:6.2f} s/step  {tokens / med[which]:8,.0f} tokens/s  "
               f"{flops / med[which] / 1e9 / peak:6.1%} of matmul peak{mem}")
     print(f"throughput ratio qwenlib / transformers = {med['transformers'] / med['qwenlib']:.2f}")
+    print(f"the output layer's three fp32 matmuls alone: {med['head matmuls']:.2f} s/step, so no "
+          f"exact fp32 step beats transformers by more than "
+          f"{med['transformers'] / med['head matmuls']:.2f}x here")
     if memory:
         print(f"peak memory ratio qwenlib / transformers = {memory['qwenlib'] / memory['transformers']:.2f}")
 
