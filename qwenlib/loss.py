@@ -34,10 +34,12 @@ def _check(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
 def _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction, need_grad):
     """The loss and, if `need_grad`, its gradients for `hidden` (N, d) and `weight` (V, d).
 
-    For each chunk of tokens: logits (vocab down, tokens across, in one reused buffer),
-    softmax in place, loss, then d loss / d logits = softmax - one_hot, which is all
-    the two gradient matmuls need. Under autocast (CUDA) the matmuls run in the
-    autocast dtype and the softmax in fp32.
+    For each chunk of n tokens: logits z (n, V) in one reused buffer; in place,
+    z - max, exp, and its row sums s give the loss logsumexp(z) - z[target]. The
+    gradient of the logits is softmax - one_hot = (e - s * one_hot) / s, so we
+    subtract s at each target and fold the 1/s (and the mean's 1/N) into the rows
+    of the two small matrices instead of dividing the big block. Under autocast
+    (CUDA) the matmuls run in the autocast dtype and the softmax in fp32.
     """
     device, (N, d), V = hidden.device, hidden.shape, weight.shape[0]
     amp = torch.is_autocast_enabled(device.type)
@@ -48,29 +50,32 @@ def _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction, 
         w, h_all = weight.to(mm_dtype), hidden.to(mm_dtype)
         grad_h = torch.empty(N, d, dtype=hidden.dtype, device=device) if need_grad else None
         grad_w = torch.zeros(V, d, dtype=torch.float32, device=device) if need_grad else None
-        buffer = torch.empty(V * min(chunk_size, N), dtype=mm_dtype, device=device)
+        buffer = torch.empty(min(chunk_size, N) * V, dtype=mm_dtype, device=device)
         total = torch.zeros((), dtype=torch.float32, device=device)
         for start in range(0, N, chunk_size):
             h, t, keep = (a[start:start + chunk_size] for a in (h_all, targets, valid))
             n = h.shape[0]
-            z = torch.mm(w, h.t(), out=buffer[:V * n].view(V, n)).float()  # (V, n) logits
-            t = t.where(keep, 0)
-            target_logit = z.gather(0, t[None])[0]
-            m = z.amax(0)                        # softmax, in place: subtract the max,
+            z = torch.mm(h, w.t(), out=buffer[:n * V].view(n, V)).float()  # (n, V) logits
+            rows, t = torch.arange(n, device=device), t.where(keep, 0)
+            target_logit = z[rows, t]
+            m = z.amax(1, keepdim=True)          # in place: subtract each row's max,
             z.sub_(m)
-            torch.exp(z, out=z)                  # exponentiate,
-            s = z.sum(0)
-            total += ((m + s.log() - target_logit) * keep).sum()  # loss = logsumexp - z[target]
+            torch.exp(z, out=z)                  # exponentiate: e = exp(z - max),
+            s = z.sum(1)                         # and sum: s = sum(e)
+            total += ((m[:, 0] + s.log() - target_logit) * keep).sum()  # logsumexp - z[target]
             if need_grad:
-                weight_of_token = keep * scale
-                z.mul_(weight_of_token / s)      # normalise (and scale for the mean),
-                z[t, torch.arange(n, device=device)] -= weight_of_token  # minus one-hot
+                z[rows, t] -= s                  # e - s * one_hot = s * (softmax - one_hot)
+                row_scale = (keep * scale / s)[:, None]   # 1/s, the mean's 1/N, 0 if ignored
+                if mm_dtype == torch.float16:    # s can pass fp16's largest number, 65,504:
+                    z.mul_(row_scale / scale)    # divide the block by s first
+                    row_scale = scale
                 p = z.to(mm_dtype)
-                grad_h[start:start + n] = p.t() @ w        # d loss / d hidden
+                grad_h[start:start + n] = (p @ w) * row_scale           # d loss / d hidden
+                h_scaled = (h * row_scale).to(mm_dtype)
                 if p.dtype == grad_w.dtype:
-                    grad_w.addmm_(p, h)                    # d loss / d weight, accumulated
+                    grad_w.addmm_(p.t(), h_scaled)                      # d loss / d weight
                 else:
-                    grad_w += (p @ h).float()
+                    grad_w += (p.t() @ h_scaled).float()
     grad_w = grad_w.to(weight.dtype) if need_grad else None
     return total * scale, grad_h, grad_w
 
@@ -104,7 +109,7 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     hidden (..., d) are the final hidden states, weight (V, d) the output layer,
     targets (...) the next-token ids (`ignore_index` positions don't count).
     The head and the softmax run `chunk_size` tokens at a time, so memory holds
-    one (V, chunk_size) block instead of all the logits; with autograd on, the
+    one (chunk_size, V) block instead of all the logits; with autograd on, the
     gradients are computed in the same pass (see `LinearCrossEntropy`).
     """
     _check(hidden, weight, targets, chunk_size, ignore_index, reduction)

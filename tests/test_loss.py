@@ -90,18 +90,38 @@ def test_no_grad_path_gives_the_same_loss_without_gradients(setup):
     assert abs(fused - plain) <= 1e-6 * plain
 
 
-def test_loss_under_autocast_is_close_and_gradients_keep_their_dtypes():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_loss_and_gradients_under_autocast_are_close_and_keep_their_dtypes(dtype):
+    """What CUDA's bf16 or fp16 autocast does, on the CPU: low-precision matmuls, fp32 softmax."""
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(64, 32, generator=g, requires_grad=True)
     weight = torch.randn(700, 32, generator=g, requires_grad=True)
     targets = torch.randint(0, 700, (64,), generator=g)
+    targets[::5] = -100
     plain = F.cross_entropy(hidden @ weight.T, targets)
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # what CUDA's bf16 autocast does, on the CPU
+    want = torch.autograd.grad(plain, (hidden, weight))
+    with torch.autocast("cpu", dtype=dtype):
         fused = linear_cross_entropy(hidden, weight, targets, chunk_size=20)
-    fused.backward()
+    got = torch.autograd.grad(fused, (hidden, weight))
     assert fused.dtype == torch.float32
-    assert abs(fused - plain) < 0.02 * plain  # bf16 matmuls: close, not equal
-    assert hidden.grad.dtype == weight.grad.dtype == torch.float32
+    assert abs(fused - plain) < 0.02 * plain  # low-precision matmuls: close, not equal
+    for a, b in zip(got, want):
+        assert a.dtype == torch.float32
+        assert (a - b).abs().max() <= 0.03 * b.abs().max()
+
+
+def test_fp16_gradients_stay_finite_when_the_softmax_sum_passes_65504():
+    """Uniform logits over 70,000 entries: the softmax's row sum is 70,000, past fp16's
+    largest number, so the block must be divided before it is cast to fp16."""
+    hidden = torch.full((8, 16), 0.5, requires_grad=True)
+    weight = torch.zeros(70_000, 16, requires_grad=True)
+    targets = torch.arange(8)
+    want = torch.autograd.grad(F.cross_entropy(hidden @ weight.T, targets), (hidden, weight))
+    with torch.autocast("cpu", dtype=torch.float16):
+        got = torch.autograd.grad(linear_cross_entropy(hidden, weight, targets), (hidden, weight))
+    for a, b in zip(got, want):
+        assert torch.isfinite(a).all()
+        assert (a - b).abs().max() <= 0.01 * b.abs().max()
 
 
 def test_peak_memory_holds_one_chunk_not_all_the_logits(setup):
