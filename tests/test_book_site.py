@@ -233,6 +233,14 @@ def test_page_shows_its_title(visits, page):
 
 
 @pytest.mark.parametrize("page", PAGES, ids=IDS)
+def test_page_shows_one_search_box(visits, page):
+    """sphinx-book-theme 1.3 on pydata-sphinx-theme 0.17 added a header bar with a second
+    search box above the sidebar's; book/_static/custom.css hides it on wide screens."""
+    boxes = visits[page["doc"]].page.locator(".search-button-field:visible")
+    assert boxes.count() == 1
+
+
+@pytest.mark.parametrize("page", PAGES, ids=IDS)
 def test_page_figures_are_rendered(visits, page):
     images = visits[page["doc"]].page.eval_on_selector_all(
         "article img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth])")
