@@ -65,10 +65,11 @@ def _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction, 
             total += ((m[:, 0] + s.log() - target_logit) * keep).sum()  # logsumexp - z[target]
             if need_grad:
                 z[rows, t] -= s                  # e - s * one_hot = s * (softmax - one_hot)
-                row_scale = (keep * scale / s)[:, None]   # 1/s, the mean's 1/N, 0 if ignored
+                row_scale = (keep / s)[:, None]  # 1/s, and 0 where the target is ignored
                 if mm_dtype == torch.float16:    # s can pass fp16's largest number, 65,504:
-                    z.mul_(row_scale / scale)    # divide the block by s first
-                    row_scale = scale
+                    z.mul_(row_scale)            # divide the block by s first
+                    row_scale = torch.ones_like(row_scale)
+                row_scale = row_scale * scale    # and the mean's 1/N
                 p = z.to(mm_dtype)
                 grad_h[start:start + n] = (p @ w) * row_scale           # d loss / d hidden
                 h_scaled = (h * row_scale).to(mm_dtype)
