@@ -17,7 +17,7 @@ from qwenlib.muon import (Muon, setup_adamw_optimizer, setup_muon_optimizer, set
                           zeropower_via_newtonschulz5)
 from qwenlib.norm import RMSNorm
 from qwenlib.rope import Rotary
-from qwenlib.runtime import get_device, seed_everything
+from qwenlib.runtime import get_device, has_native_bf16, seed_everything, training_dtype
 from qwenlib.training import CheckpointError, PretrainingTrainer, load_checkpoint, load_model
 from qwenlib.widgets import GenerationWidget
 
@@ -40,6 +40,7 @@ __all__ = [
     "generate_batch",
     "generate_text",
     "get_device",
+    "has_native_bf16",
     "init_distributed",
     "linear_cross_entropy",
     "load_and_cache_data",
@@ -53,6 +54,7 @@ __all__ = [
     "split_tokens",
     "stream_text",
     "to_hf",
+    "training_dtype",
     "save_hf",
     "zeropower_via_newtonschulz5",
 ]

@@ -59,6 +59,7 @@ class PretrainingConfig:
     warmup_ratio: float = 0.05  # ch7: share of updates spent warming up the LR
     min_lr_ratio: float = 0.1  # ch7: floor of the cosine schedule, as a share of the peak
     use_amp: bool = True  # ch7: mixed precision where it helps (CUDA only)
+    amp_dtype: str = "auto"  # ch7: "auto" (from the GPU: bf16, else fp16), "bf16", "fp16", "fp32"
     eval_every: int = 100  # ch7: updates between evaluations
     eval_steps: int = 20  # ch7: validation batches per evaluation (at most)
     seed: int = 42  # ch1: seeds the shuffling of windows and the weights
@@ -108,6 +109,8 @@ def check_config(config: PretrainingConfig) -> None:
             raise bad(f.name, "must be an integer")
         if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise bad(f.name, "must be a number")
+        if f.type == "bool" and not isinstance(value, bool):
+            raise bad(f.name, "must be True or False")
     for name in ("d_model", "n_heads", "n_layers", "d_ff", "n_kv_heads", "vocab_size",
                  "max_seq_len", "num_documents", "max_tokens", "builtin_vocab_size",
                  "batch_size", "max_steps", "gradient_accumulation_steps",
@@ -140,6 +143,12 @@ def check_config(config: PretrainingConfig) -> None:
     if config.optimizer not in ("muon", "adamw"):
         raise bad("optimizer", 'must be "muon" (Muon for the block matrices, AdamW for the '
                   'rest) or "adamw" (AdamW for every parameter)')
+    if config.amp_dtype not in ("auto", "bf16", "fp16", "fp32"):
+        raise bad("amp_dtype", 'must be "auto" (bf16 on GPUs that have it natively, fp16 with '
+                  'loss scaling on older ones, fp32 on the CPU), "bf16", "fp16" or "fp32"')
+    if not config.use_amp and config.amp_dtype not in ("auto", "fp32"):
+        raise bad("amp_dtype", "asks for mixed precision but use_amp=False turns it off; "
+                  "set use_amp=True or amp_dtype=\"auto\"")
     if config.data_source not in ("auto", "hub", "builtin"):
         raise bad("data_source", 'must be "auto", "hub" or "builtin"')
     if config.max_tokens < config.max_seq_len + 1:

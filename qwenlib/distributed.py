@@ -150,10 +150,10 @@ class DistributedTrainer(PretrainingTrainer):
         # different dropout masks in every process, reproducible after a resume
         torch.manual_seed((self.config.seed * 1_000_003 + step) * self.world_size + self.rank)
 
-    def _mean(self, value: float) -> float:
-        total = torch.tensor([value], dtype=torch.float64, device=self.device)
+    def _mean(self, value: torch.Tensor) -> torch.Tensor:
+        total = value.detach().double().clone()  # stays on the device: no wait for the GPU
         dist.all_reduce(total)
-        return total.item() / self.world_size
+        return total / self.world_size
 
     def _evaluate(self, model, val_loader) -> dict[str, float]:
         c = self.config  # eval_steps batches in all, shared among the processes

@@ -91,6 +91,7 @@ def generate_ids(model, input_ids: torch.Tensor, max_new_tokens: int, temperatur
         raise ValueError(f"the prompt has {input_ids.shape[1]} tokens but the model reads at most "
                          f"max_seq_len={window}; keep its last {window} tokens")
     device = next(model.parameters()).device
+    model.check_input(input_ids)  # on the CPU, before the copy: the GPU never waits for it
     tokens = input_ids.to(device)
     generator = None
     if seed is not None:

@@ -25,6 +25,8 @@ def _check(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    if targets.device.type != "cpu":  # reading values back would make the GPU wait;
+        return                        # the trainer checks the ids on the CPU before the copy
     used = targets[targets != ignore_index]
     if used.numel() and (used.min() < 0 or used.max() >= weight.shape[0]):
         raise ValueError(f"targets must lie in [0, {weight.shape[0]}) (or be ignore_index="

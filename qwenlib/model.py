@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['Qwen3MLP', 'Qwen3DecoderLayer', 'MinimalLLM']
+__all__ = ['Qwen3MLP', 'Qwen3DecoderLayer', 'check_token_ids', 'MinimalLLM']
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,18 @@ class Qwen3DecoderLayer(nn.Module):
         return (x, present) if use_cache else x
 
 
+def check_token_ids(ids: torch.Tensor, vocab_size: int) -> None:
+    """Raise a clear error unless every id lies in [0, vocab_size).
+
+    It reads the values, so on a GPU it waits for the GPU: call it on CPU tensors,
+    before they are copied (the trainer and `generate_text` do).
+    """
+    if ids.numel() and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"token ids must lie in [0, vocab_size={vocab_size}), got "
+                         f"min {int(ids.min())}, max {int(ids.max())}; was the "
+                         "input made with another tokenizer?")
+
+
 class MinimalLLM(nn.Module):
     """A Qwen3 causal language model: token ids in, next-token logits out.
 
@@ -78,7 +90,12 @@ class MinimalLLM(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def check_input(self, input_ids: torch.Tensor, past: int = 0) -> None:
-        """Raise a clear error for ids the model cannot take."""
+        """Raise a clear error for ids the model cannot take.
+
+        Type, shape and length are checked everywhere; the id values only on the CPU,
+        because on a GPU reading them back would stall it on every forward. The trainer
+        and `generate_text` check the values on the CPU before copying ids to the GPU.
+        """
         if not isinstance(input_ids, torch.Tensor) or input_ids.is_floating_point() \
                 or input_ids.is_complex() or input_ids.dtype == torch.bool:
             kind = input_ids.dtype if isinstance(input_ids, torch.Tensor) else type(input_ids)
@@ -92,10 +109,8 @@ class MinimalLLM(nn.Module):
             raise ValueError(f"{past + T} positions ({past} cached + {T} new) exceed "
                              f"max_seq_len={limit}; shorten the input to its last "
                              f"{limit - past} tokens")
-        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
-            raise ValueError(f"token ids must lie in [0, vocab_size={self.config.vocab_size}), got "
-                             f"min {int(input_ids.min())}, max {int(input_ids.max())}; was the "
-                             "input made with another tokenizer?")
+        if input_ids.device.type == "cpu":  # on a GPU, reading min/max would make it wait
+            check_token_ids(input_ids, self.config.vocab_size)
 
     def forward(self, input_ids: torch.Tensor, past_key_values: list[KVCache] | None = None,
                 use_cache: bool = False):

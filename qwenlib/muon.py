@@ -15,13 +15,16 @@ __all__ = [
 
 import torch
 
+from qwenlib.runtime import has_native_bf16
+
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # Keller Jordan's quintic (a, b, c)
 
 
 def default_ns_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on CUDA (tensor cores make it fastest there), fp32 elsewhere: on a CPU
-    without bf16 matrix units, bf16 matmuls are several times slower than fp32."""
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
+    """bf16 on a GPU with native bf16 (tensor cores make it fastest there), fp32 everywhere
+    else: a T4 or V100 would only emulate bf16, and on a CPU without bf16 matrix units
+    bf16 matmuls are several times slower than fp32."""
+    return torch.bfloat16 if has_native_bf16(device) else torch.float32
 
 
 def zeropower_via_newtonschulz5(G: torch.Tensor, steps: int = 5, eps: float = 1e-7,

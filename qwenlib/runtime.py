@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['get_device', 'seed_everything']
+__all__ = ['get_device', 'seed_everything', 'has_native_bf16', 'training_dtype']
 
 import random
 
@@ -33,3 +33,34 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # seeds every CUDA device too
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """True where bf16 matrix products run in hardware: CUDA compute capability >= 8.0
+    (Ampere and newer: A100, RTX 30xx, L4, H100). `torch.cuda.is_bf16_supported()` says
+    True on a T4 (7.5) too, because PyTorch can *emulate* bf16 there, without the speed."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return False
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8
+
+
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def training_dtype(device: torch.device, amp_dtype: str = "auto") -> torch.dtype:
+    """The dtype of training's matrix products on `device` (float32 = no autocast).
+
+    "auto": bf16 on a GPU with native bf16; fp16 on an older GPU (T4, V100), where the
+    trainer adds a GradScaler; fp32 on the CPU, where 16-bit autocast is slower.
+    "bf16" / "fp16" / "fp32" force a choice on any device (on the CPU too, for tests).
+    """
+    if amp_dtype == "auto":
+        device = torch.device(device)
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if has_native_bf16(device) else torch.float16
+    if amp_dtype not in _AMP_DTYPES:
+        raise ValueError(f'amp_dtype={amp_dtype!r} must be "auto", "bf16", "fp16" or "fp32"')
+    return _AMP_DTYPES[amp_dtype]

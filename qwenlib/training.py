@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from qwenlib.config import PretrainingConfig
-from qwenlib.model import MinimalLLM
+from qwenlib.model import MinimalLLM, check_token_ids
 from qwenlib.muon import setup_optimizers
-from qwenlib.runtime import get_device, seed_everything
+from qwenlib.runtime import get_device, seed_everything, training_dtype
 
 
 def lr_scale(step: int, max_steps: int, warmup_ratio: float = 0.05,
@@ -52,18 +52,22 @@ def lr_scale(step: int, max_steps: int, warmup_ratio: float = 0.05,
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def mixed_precision(device: torch.device, use_amp: bool):
+def mixed_precision(device: torch.device, use_amp: bool = True, amp_dtype: str = "auto"):
     """(autocast context, GradScaler) for a device.
 
-    CUDA: bf16 autocast where the GPU supports it, else fp16 with a GradScaler
-    (fp16's small range needs the loss scaled). Elsewhere: full precision, since
-    bf16 autocast on a CPU is slower than fp32 (chapter 7 measures it).
+    The dtype comes from `qwenlib.training_dtype`: bf16 autocast on a GPU with native
+    bf16 (compute capability >= 8.0); fp16 autocast on an older GPU (T4, V100), with a
+    GradScaler because fp16's small range needs the loss scaled; full precision on the
+    CPU, where 16-bit autocast is slower than fp32 (chapter 7 measures it).
+    `amp_dtype` forces one ("bf16", "fp16", "fp32") on any device; the fp16 path
+    then runs for real on the CPU too (CPU autocast and GradScaler("cpu") exist).
     """
-    if use_amp and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-        return torch.autocast("cuda", dtype=dtype), scaler
-    return contextlib.nullcontext(), torch.amp.GradScaler("cpu", enabled=False)
+    device = torch.device(device)
+    dtype = training_dtype(device, amp_dtype) if use_amp else torch.float32
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    if dtype == torch.float32:
+        return contextlib.nullcontext(), scaler
+    return torch.autocast(device.type, dtype=dtype), scaler
 
 
 @torch.no_grad()
@@ -273,8 +277,8 @@ class PretrainingTrainer:
     def _start_update(self, step: int) -> None:
         """Called before each update."""
 
-    def _mean(self, value: float) -> float:
-        """The mean of `value` over the processes."""
+    def _mean(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean of `value` (a tensor on the training device) over the processes."""
         return value
 
     def _evaluate(self, model, val_loader) -> dict[str, float]:
@@ -294,18 +298,28 @@ class PretrainingTrainer:
                 "rng": rng, "data": stream, "best_val_loss": best, "history": history}
 
     def train(self, train_loader, val_loader, resume_from: str | Path | None = None,
-              stop_after: int | None = None):
+              stop_after: int | None = None, model: MinimalLLM | None = None):
         """Train; returns (model, metrics). `stop_after=k` stops after update k as if
-        interrupted (saving `latest.pt`), e.g. to show that resuming is exact."""
+        interrupted (saving `latest.pt`), e.g. to show that resuming is exact.
+        `model` continues training a model you built or loaded (e.g. with `from_hf`)
+        instead of a fresh `MinimalLLM(config)`; its shape must be the config's."""
         c, device = self.config, self.device
         out = Path(c.output_dir)
         seed_everything(c.seed)
-        model = MinimalLLM(c).to(device)
+        if model is None:
+            model = MinimalLLM(c)
+        else:
+            differ = [f"{f}: model {getattr(model.config, f)!r}, config {getattr(c, f)!r}"
+                      for f in _ARCHITECTURE if getattr(model.config, f) != getattr(c, f)]
+            if differ:
+                raise ValueError("the model passed to train() has another shape than the "
+                                 "trainer's config; " + "; ".join(differ))
+        model = model.to(device)
         optimizers = setup_optimizers(model, c)  # Muon + AdamW, or AdamW only
         for opt in optimizers:
             for group in opt.param_groups:
                 group["peak_lr"] = group["lr"]
-        autocast, scaler = mixed_precision(device, c.use_amp)
+        autocast, scaler = mixed_precision(device, c.use_amp, c.amp_dtype)
         step, best = 0, float("inf")
         history: dict[str, list] = {"step": [], "train_loss": [], "lr": [], "eval_step": [],
                                     "val_loss": [], "val_accuracy": [], "val_perplexity": []}
@@ -319,7 +333,8 @@ class PretrainingTrainer:
             model.load_state_dict(state["model"])
             for opt, saved in zip(optimizers, state["optimizers"]):
                 opt.load_state_dict(saved)
-            scaler.load_state_dict(state["scaler"])
+            if state["scaler"]:  # empty when saved without loss scaling (fp32, bf16)
+                scaler.load_state_dict(state["scaler"])
             _set_rng_state(state["rng"])
             step, best, history = state["step"], state["best_val_loss"], state["history"]
         loss_fn, train_loader, val_loader = self._prepare(model, train_loader, val_loader)
@@ -350,35 +365,49 @@ class PretrainingTrainer:
                 for opt in optimizers:
                     for group in opt.param_groups:
                         group["lr"] = group["peak_lr"] * scale
-                total = 0.0
+                total = torch.zeros((), dtype=torch.float64, device=device)  # stays on the device
                 for i in range(c.gradient_accumulation_steps):
-                    x, y = (t.to(device, non_blocking=True) for t in next(stream))
+                    x, y = next(stream)
+                    if x.device.type == "cpu":  # checked here, so the GPU never waits for it
+                        check_token_ids(x, c.vocab_size)
+                        check_token_ids(y, c.vocab_size)
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                     with self._accumulating(i + 1 < c.gradient_accumulation_steps):
                         with autocast:
                             loss = loss_fn(x, y)  # cross-entropy without the full logits
                         scaler.scale(loss / c.gradient_accumulation_steps).backward()
-                    total += loss.item() / c.gradient_accumulation_steps
+                    total += loss.detach().double() / c.gradient_accumulation_steps
                 total = self._mean(total)
-                if not math.isfinite(total):
+                for opt in optimizers:
+                    scaler.unscale_(opt)  # true gradients again (fp16), so the clip is right
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+                # the update's one wait for the GPU: the logged loss and the gradient norm
+                loss_value, norm_value = torch.stack([total, grad_norm.double()]).tolist()
+                if not math.isfinite(loss_value):
                     raise FloatingPointError(
-                        f"non-finite loss ({total}) at update {step + 1}; training stopped "
+                        f"non-finite loss ({loss_value}) at update {step + 1}; training stopped "
                         f"before the update. The last good checkpoint in {out} is kept; lower "
                         "muon_lr or grad_clip and resume from it")
-                for opt in optimizers:
-                    scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
-                for opt in optimizers:
-                    scaler.step(opt)
+                if math.isfinite(norm_value):
+                    for opt in optimizers:
+                        opt.step()
+                elif scaler.is_enabled():  # fp16 overflowed: skip, and the scaler halves its scale
+                    history.setdefault("skipped_updates", []).append(step + 1)
+                else:
+                    raise FloatingPointError(
+                        f"non-finite gradient norm ({norm_value}) at update {step + 1}; training "
+                        f"stopped before the update. The last good checkpoint in {out} is kept; "
+                        "lower muon_lr or grad_clip and resume from it")
                 scaler.update()
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
                 step += 1
                 boundary = (stream.state_dict(), _rng_state())
                 history["step"].append(step)
-                history["train_loss"].append(total)
+                history["train_loss"].append(loss_value)
                 history["lr"].append(optimizers[0].param_groups[0]["lr"])
                 elapsed = time.perf_counter() - started
-                bar.set_postfix(loss=f"{total:.3f}", lr=f"{history['lr'][-1]:.2e}",
+                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{history['lr'][-1]:.2e}",
                                 tok_s=f"{tokens_per_update * (step - first_step) / elapsed:,.0f}",
                                 refresh=False)
                 bar.update(1)
@@ -426,6 +455,7 @@ class PretrainingTrainer:
         metrics.update(step=step, train_loss=history["train_loss"][-1] if history["train_loss"] else None,
                        best_val_loss=best if history["val_loss"] else None, **last,
                        elapsed_s=elapsed, device=str(device),
+                       skipped_updates=len(history.get("skipped_updates", [])),
                        tokens_per_s=tokens_per_update * (step - first_step) / max(elapsed, 1e-9),
                        history=history)
         if self.is_main:
