@@ -7,8 +7,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.browser-deps
+FLOORS ?= .venv-floors
+FLOORS_STAMP := $(FLOORS)/.installed
+# the library's tests that also run under the lowest declared versions (make test-floors)
+FLOOR_TESTS := tests/test_dependencies.py tests/test_model.py tests/test_generation.py \
+	tests/test_training.py tests/test_precision.py tests/test_cli.py tests/test_data.py
 
-.PHONY: setup browser-deps train test export check-export unit notebooks book bench clean
+.PHONY: setup browser-deps train test test-floors gpu-check export check-export unit notebooks book bench clean
 
 setup: $(STAMP)
 
@@ -34,6 +39,18 @@ $(BROWSER_STAMP): $(STAMP) requirements-test.txt _config.yml tools/browser_deps.
 	$(PY) tools/browser_deps.py
 	@touch $@
 
+## the lowest versions pyproject.toml admits, in a folder put in front of .venv's packages
+$(FLOORS_STAMP): $(STAMP) requirements-floors.txt
+	rm -rf $(FLOORS)
+	$(PY) -m pip install --quiet --target $(FLOORS) -r requirements-floors.txt 2>&1 | \
+	  grep -v "^WARNING: Location\|dependency resolver\|requires numpy>=1.25" || true
+	@test -d $(FLOORS)/transformers || { echo "could not install requirements-floors.txt"; exit 1; }
+	@touch $@
+
+## conversion, generation, data and short-training tests under those lowest versions
+test-floors: $(FLOORS_STAMP)
+	QWEN_COURSE_FLOORS=1 HF_HUB_OFFLINE=1 PYTHONPATH=$(FLOORS) $(PY) -m pytest $(FLOOR_TESTS) -q
+
 ## the main job: train the default config; checkpoints and metrics.json go to models/
 train: setup
 	$(PY) -m qwenlib train
@@ -45,6 +62,7 @@ test: setup browser-deps
 	$(MAKE) --no-print-directory book
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --durations=15
+	$(MAKE) --no-print-directory test-floors
 
 ## regenerate qwenlib/ from notebooks/
 export:
@@ -53,6 +71,11 @@ export:
 ## the rendered book in _build/html (notebooks render from their committed outputs)
 book: setup
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+## the CUDA-only checks in one go (tests marked cuda, chapter 9's full run, the benchmarks),
+## written to $OUT or test-artifacts/gpu-check; without a GPU it says so and exits 0
+gpu-check: setup
+	$(PY) tools/gpu_check.py
 
 bench: setup
 	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }; \

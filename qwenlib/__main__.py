@@ -166,7 +166,8 @@ def cmd_train(config: PretrainingConfig, resume: str | None = None,
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: data, train, generate, export."""
     parser = argparse.ArgumentParser(prog="python -m qwenlib", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     add_config_flags(commands.add_parser("data", help="prepare and cache the data, print its statistics"))
@@ -194,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="a checkpoint written by train, e.g. models/best_model1.pt")
     export.add_argument("--output-dir", required=True, metavar="DIR",
                         help="the folder to write (new, empty, or an earlier export)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "generate":
         return cmd_generate(args)

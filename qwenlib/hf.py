@@ -18,19 +18,45 @@ from qwenlib.model import MinimalLLM
 
 
 def to_hf_config(config: PretrainingConfig):
-    """The transformers.Qwen3Config describing the same architecture."""
+    """The transformers.Qwen3Config describing the same architecture.
+
+    transformers 5 keeps RoPE's base in `rope_parameters`; 4.x (Qwen3 arrived in 4.51)
+    reads `rope_theta` and `rope_scaling` and silently ignores `rope_parameters`. We
+    pass the form the installed version reads, so both get the same theta.
+    """
     from transformers import Qwen3Config
 
+    if _has_rope_parameters(Qwen3Config):
+        rope = {"rope_parameters": {"rope_type": "default", "rope_theta": config.rope_theta}}
+    else:
+        rope = {"rope_theta": config.rope_theta, "rope_scaling": None}
     return Qwen3Config(
         vocab_size=config.vocab_size, hidden_size=config.d_model,
         intermediate_size=config.d_ff, num_hidden_layers=config.n_layers,
         num_attention_heads=config.n_heads, num_key_value_heads=config.n_kv_heads,
         head_dim=config.head_dim, max_position_embeddings=config.max_seq_len,
         rms_norm_eps=config.rms_norm_eps, hidden_act="silu", attention_bias=False,
-        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
         tie_word_embeddings=True, use_sliding_window=False, attention_dropout=0.0,
-        initializer_range=0.02,
+        initializer_range=0.02, **rope,
     )
+
+
+def _has_rope_parameters(config_class) -> bool:
+    import inspect
+    return "rope_parameters" in inspect.signature(config_class.__init__).parameters
+
+
+def _rope_of(c) -> tuple[float, dict]:
+    """(theta, scaling) of a transformers config, 5.x (`rope_parameters`) or 4.x
+    (`rope_theta` + `rope_scaling`); scaling is {} for plain RoPE."""
+    params = dict(getattr(c, "rope_parameters", None) or {})
+    if "rope_theta" in params:
+        theta = params["rope_theta"]
+    else:
+        theta = getattr(c, "rope_theta", 10000.0)
+        params = dict(getattr(c, "rope_scaling", None) or {})
+    kind = params.get("rope_type", params.get("type", "default"))
+    return float(theta), ({} if kind == "default" else params)
 
 
 def _hf_name(name: str) -> str:
@@ -63,7 +89,9 @@ def from_hf(hf_model) -> tuple[MinimalLLM, PretrainingConfig]:
 
     if getattr(c, "model_type", None) != "qwen3":
         raise unsupported("model_type", getattr(c, "model_type", None), "'qwen3'")
-    rope = dict(getattr(c, "rope_parameters", None) or {})
+    theta, scaling = _rope_of(c)
+    # 4.x keeps sliding_window=4096 with use_sliding_window=False: only the flag counts there
+    window = c.sliding_window if getattr(c, "use_sliding_window", True) else None
     checks = [
         ("hidden_act", c.hidden_act, c.hidden_act == "silu", "'silu' (SwiGLU)"),
         ("attention_bias", c.attention_bias, not c.attention_bias, "False (no biases)"),
@@ -71,9 +99,8 @@ def from_hf(hf_model) -> tuple[MinimalLLM, PretrainingConfig]:
          "True (lm_head shares the embedding)"),
         ("head_dim", c.head_dim, c.head_dim * c.num_attention_heads == c.hidden_size,
          f"hidden_size / num_attention_heads = {c.hidden_size // c.num_attention_heads}"),
-        ("sliding_window", c.sliding_window, not c.sliding_window, "None (full attention)"),
-        ("rope_parameters", rope, rope.get("rope_type", "default") == "default",
-         "rope_type 'default' (no RoPE scaling)"),
+        ("sliding_window", window, not window, "None (full attention)"),
+        ("rope_parameters", scaling, not scaling, "rope_type 'default' (no RoPE scaling)"),
     ]
     for field, value, ok, needed in checks:
         if not ok:
@@ -82,7 +109,7 @@ def from_hf(hf_model) -> tuple[MinimalLLM, PretrainingConfig]:
         vocab_size=c.vocab_size, d_model=c.hidden_size, d_ff=c.intermediate_size,
         n_layers=c.num_hidden_layers, n_heads=c.num_attention_heads,
         n_kv_heads=c.num_key_value_heads, max_seq_len=c.max_position_embeddings,
-        rms_norm_eps=c.rms_norm_eps, rope_theta=float(rope.get("rope_theta", 10000.0)),
+        rms_norm_eps=c.rms_norm_eps, rope_theta=theta,
         max_tokens=max(PretrainingConfig.max_tokens, c.max_position_embeddings + 1),
     )
     weight = hf_model.get_input_embeddings().weight

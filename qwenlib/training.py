@@ -231,6 +231,20 @@ class BatchStream:
         self.index = state["index"]
 
 
+def _read_back(values: list[torch.Tensor]) -> list[float]:
+    """Copy a few scalars from the device to Python: the one point of an update where
+    the host waits for the GPU. (Declared to `torch.cuda.set_sync_debug_mode`, so a
+    test can run an update in "error" mode and catch any other, hidden wait.)"""
+    if values[0].device.type != "cuda":
+        return torch.stack(values).tolist()
+    mode = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode(0)
+    try:
+        return torch.stack(values).tolist()
+    finally:
+        torch.cuda.set_sync_debug_mode(mode)
+
+
 def _rng_state() -> dict[str, Any]:
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
@@ -382,7 +396,7 @@ class PretrainingTrainer:
                     scaler.unscale_(opt)  # true gradients again (fp16), so the clip is right
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
                 # the update's one wait for the GPU: the logged loss and the gradient norm
-                loss_value, norm_value = torch.stack([total, grad_norm.double()]).tolist()
+                loss_value, norm_value = _read_back([total, grad_norm.double()])
                 if not math.isfinite(loss_value):
                     raise FloatingPointError(
                         f"non-finite loss ({loss_value}) at update {step + 1}; training stopped "

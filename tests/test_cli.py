@@ -7,10 +7,14 @@ import sys
 from conftest import ROOT
 
 
+# a PYTHONPATH already set (make test-floors puts the lowest declared versions there) stays in front
+PYTHONPATH = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)]))
+
+
 def run(*args, cwd):
     return subprocess.run([sys.executable, "-m", "qwenlib", *args], capture_output=True,
                           text=True, cwd=cwd, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-                                                   "PYTHONPATH": str(ROOT)})
+                                                   "PYTHONPATH": PYTHONPATH})
 
 
 def test_data_command_prepares_the_cache_with_flags_from_the_config(tmp_path):
