@@ -10,7 +10,7 @@ from qwenlib.distributed import DistributedTrainer, init_distributed
 from qwenlib.data import (TextTokenDataset, load_and_cache_data, make_dataloaders,
                           split_tokens)
 from qwenlib.generation import generate_batch, generate_text, stream_text
-from qwenlib.hf import from_hf, save_hf, to_hf
+from qwenlib.hf import from_hf, from_pretrained, save_hf, to_hf
 from qwenlib.loss import linear_cross_entropy
 from qwenlib.model import MinimalLLM
 from qwenlib.muon import (Muon, setup_adamw_optimizer, setup_muon_optimizer, setup_optimizers,
@@ -37,6 +37,7 @@ __all__ = [
     "Rotary",
     "TextTokenDataset",
     "from_hf",
+    "from_pretrained",
     "generate_batch",
     "generate_text",
     "get_device",

@@ -25,7 +25,7 @@ class Qwen3Attention(nn.Module):
     n_heads / n_kv_heads query heads (GQA) -> output projection. No biases.
     """
 
-    def __init__(self, config: PretrainingConfig):
+    def __init__(self, config: PretrainingConfig, rotary: Rotary | None = None):
         super().__init__()
         self.n_heads, self.n_kv_heads = config.n_heads, config.n_kv_heads
         self.head_dim = config.head_dim
@@ -35,7 +35,10 @@ class Qwen3Attention(nn.Module):
         self.o_proj = nn.Linear(config.n_heads * self.head_dim, config.d_model, bias=False)
         self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
         self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
-        self.rotary = Rotary(self.head_dim, config.max_seq_len, config.rope_theta)
+        # RoPE's angles are the same in every layer: a model passes one shared Rotary
+        if rotary is None:
+            rotary = Rotary(self.head_dim, config.max_seq_len, config.rope_theta)
+        self.rotary = rotary
 
     def forward(self, x: torch.Tensor, past_kv: KVCache | None = None, use_cache: bool = False):
         """x: (B, T, d_model). Returns the output (B, T, d_model), or with

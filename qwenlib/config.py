@@ -17,6 +17,12 @@ class ConfigError(ValueError):
     """A `PretrainingConfig` field breaks a rule; the message names the field and the fix."""
 
 
+# The fields that define the network itself (its weights' shapes and what it computes):
+# the model, the conversion to transformers and the resume check all read this one list.
+ARCHITECTURE_FIELDS = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim",
+                       "d_ff", "max_seq_len", "rope_theta", "rms_norm_eps", "tie_word_embeddings")
+
+
 @dataclass
 class PretrainingConfig:
     """Everything that defines one run, with the original package's defaults.
@@ -32,7 +38,9 @@ class PretrainingConfig:
     n_layers: int = 3  # ch5: transformer blocks
     d_ff: int = 512  # ch5: hidden width of the SwiGLU MLP
     n_kv_heads: int = 2  # ch4: key/value heads shared by groups of query heads (GQA)
+    head_dim: int | None = None  # ch4: channels per head; None: d_model / n_heads (Qwen3-0.6B: 128)
     vocab_size: int = 49152  # ch5: rows of the embedding and of the tied output head
+    tie_word_embeddings: bool = True  # ch5: output layer = embedding matrix (False in Qwen3-8B+)
     max_seq_len: int = 256  # ch1: tokens per training window; ch3: positions RoPE covers
     rope_theta: float = 10000.0  # ch3: base of the rotary frequencies
     rms_norm_eps: float = 1e-6  # ch2: epsilon inside RMSNorm
@@ -67,11 +75,8 @@ class PretrainingConfig:
 
     def __post_init__(self) -> None:
         self.validate()
-
-    @property
-    def head_dim(self) -> int:
-        """Width of one attention head: d_model / n_heads."""
-        return self.d_model // self.n_heads
+        if self.head_dim is None:  # as transformers' Qwen3Config does: fixed when made
+            self.head_dim = self.d_model // self.n_heads
 
     def validate(self) -> None:
         """Raise `ConfigError` naming the first field that breaks a rule."""
@@ -120,16 +125,21 @@ def check_config(config: PretrainingConfig) -> None:
     for name in ("rope_theta", "rms_norm_eps", "muon_lr", "adamw_lr", "grad_clip"):
         if not getattr(config, name) > 0:
             raise bad(name, "must be positive")
-    if config.d_model % config.n_heads:
-        nearest = max(config.n_heads, config.d_model // config.n_heads * config.n_heads)
-        raise bad("d_model", f"must be divisible by n_heads={config.n_heads} (each head "
-                  f"gets d_model / n_heads channels); try d_model={nearest}")
+    if config.head_dim is None:  # derived from d_model / n_heads
+        if config.d_model % config.n_heads:
+            nearest = max(config.n_heads, config.d_model // config.n_heads * config.n_heads)
+            raise bad("d_model", f"must be divisible by n_heads={config.n_heads} (each head "
+                      f"gets d_model / n_heads channels); try d_model={nearest}, or set head_dim")
+        if config.d_model // config.n_heads % 2:
+            raise bad("d_model", f"gives an odd head_dim={config.d_model // config.n_heads}; "
+                      "RoPE rotates pairs of channels, so d_model / n_heads must be even")
+    elif isinstance(config.head_dim, bool) or not isinstance(config.head_dim, int) \
+            or config.head_dim <= 0 or config.head_dim % 2:
+        raise bad("head_dim", "must be a positive even integer (RoPE rotates pairs of "
+                  "channels), or None for d_model / n_heads")
     if config.n_heads % config.n_kv_heads:
         raise bad("n_heads", f"must be a multiple of n_kv_heads={config.n_kv_heads} "
                   "(each key/value head serves an equal group of query heads)")
-    if config.head_dim % 2:
-        raise bad("d_model", f"gives an odd head_dim={config.head_dim}; RoPE rotates pairs "
-                  "of channels, so d_model / n_heads must be even")
     if not 0 <= config.dropout < 1:
         raise bad("dropout", "must satisfy 0 <= dropout < 1")
     if not 0 < config.val_fraction < 1:

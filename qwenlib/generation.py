@@ -154,11 +154,13 @@ def stream_text(model, tokenizer, prompt: str, max_length: int = 100, temperatur
 
 
 def generate_text(model, tokenizer, prompt: str, max_length: int = 100, temperature: float = 0.8,
-                  top_k: int | None = 50, top_p: float = 0.9, seed: int | None = None) -> str:
-    """`prompt` followed by up to `max_length` generated tokens (stopping at the end-of-text
-    token). Temperature 0 is greedy decoding; `seed` makes sampling repeatable."""
+                  top_k: int | None = 50, top_p: float = 0.9, seed: int | None = None,
+                  stop_at_eos: bool = True) -> str:
+    """`prompt` followed by up to `max_length` generated tokens, stopping at the tokenizer's
+    end-of-text token (`stop_at_eos=False` goes on). Temperature 0 is greedy decoding;
+    `seed` makes sampling repeatable."""
     return prompt + "".join(stream_text(model, tokenizer, prompt, max_length, temperature,
-                                        top_k, top_p, seed))
+                                        top_k, top_p, seed, stop_at_eos))
 
 
 def generate_batch(model, tokenizer, prompts: list[str], max_length: int = 100,

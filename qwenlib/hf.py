@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
-__all__ = ['to_hf_config', 'to_hf', 'from_hf', 'save_hf']
+__all__ = ['to_hf_config', 'to_hf', 'config_from_hf', 'from_hf', 'from_pretrained', 'save_hf']
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -36,8 +37,8 @@ def to_hf_config(config: PretrainingConfig):
         num_attention_heads=config.n_heads, num_key_value_heads=config.n_kv_heads,
         head_dim=config.head_dim, max_position_embeddings=config.max_seq_len,
         rms_norm_eps=config.rms_norm_eps, hidden_act="silu", attention_bias=False,
-        tie_word_embeddings=True, use_sliding_window=False, attention_dropout=0.0,
-        initializer_range=0.02, **rope,
+        tie_word_embeddings=config.tie_word_embeddings, use_sliding_window=False,
+        attention_dropout=0.0, initializer_range=0.02, **rope,
     )
 
 
@@ -71,52 +72,172 @@ def to_hf(model: MinimalLLM):
     hf = Qwen3ForCausalLM(to_hf_config(model.config)).to(device=weight.device, dtype=weight.dtype)
     state = {_hf_name(k): v for k, v in model.state_dict().items()}
     missing, unexpected = hf.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embedding
+    if model.config.tie_word_embeddings:
+        missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embedding
     if missing or unexpected:
         raise RuntimeError(f"weights did not map one to one: missing {missing}, "
                            f"unexpected {unexpected}")
     return hf.train(model.training)
 
 
-def from_hf(hf_model) -> tuple[MinimalLLM, PretrainingConfig]:
-    """A MinimalLLM (and its config) from a Qwen3ForCausalLM, or a clear error
-    naming the first transformers config field the course cannot represent."""
-    c = hf_model.config
-
+def config_from_hf(c) -> PretrainingConfig:
+    """The PretrainingConfig of a transformers Qwen3Config (4.x or 5.x), or a clear error
+    naming the first field the course cannot represent (MoE, sliding windows, RoPE
+    scaling, biases, another activation). Every published dense Qwen3 passes."""
     def unsupported(field: str, value, needed: str) -> ValueError:
         return ValueError(f"cannot convert: the transformers config has {field}={value!r}, "
                           f"but MinimalLLM needs {needed}")
 
     if getattr(c, "model_type", None) != "qwen3":
-        raise unsupported("model_type", getattr(c, "model_type", None), "'qwen3'")
+        raise unsupported("model_type", getattr(c, "model_type", None), "'qwen3' (dense Qwen3)")
     theta, scaling = _rope_of(c)
     # 4.x keeps sliding_window=4096 with use_sliding_window=False: only the flag counts there
     window = c.sliding_window if getattr(c, "use_sliding_window", True) else None
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     checks = [
         ("hidden_act", c.hidden_act, c.hidden_act == "silu", "'silu' (SwiGLU)"),
         ("attention_bias", c.attention_bias, not c.attention_bias, "False (no biases)"),
-        ("tie_word_embeddings", c.tie_word_embeddings, c.tie_word_embeddings,
-         "True (lm_head shares the embedding)"),
-        ("head_dim", c.head_dim, c.head_dim * c.num_attention_heads == c.hidden_size,
-         f"hidden_size / num_attention_heads = {c.hidden_size // c.num_attention_heads}"),
         ("sliding_window", window, not window, "None (full attention)"),
         ("rope_parameters", scaling, not scaling, "rope_type 'default' (no RoPE scaling)"),
     ]
     for field, value, ok, needed in checks:
         if not ok:
             raise unsupported(field, value, needed)
-    config = PretrainingConfig(
+    return PretrainingConfig(
         vocab_size=c.vocab_size, d_model=c.hidden_size, d_ff=c.intermediate_size,
         n_layers=c.num_hidden_layers, n_heads=c.num_attention_heads,
-        n_kv_heads=c.num_key_value_heads, max_seq_len=c.max_position_embeddings,
-        rms_norm_eps=c.rms_norm_eps, rope_theta=theta,
+        n_kv_heads=c.num_key_value_heads, head_dim=head_dim,
+        max_seq_len=c.max_position_embeddings, rms_norm_eps=c.rms_norm_eps, rope_theta=theta,
+        tie_word_embeddings=bool(c.tie_word_embeddings),
         max_tokens=max(PretrainingConfig.max_tokens, c.max_position_embeddings + 1),
     )
+
+
+def from_hf(hf_model) -> tuple[MinimalLLM, PretrainingConfig]:
+    """A MinimalLLM (and its config) from a Qwen3ForCausalLM, or a clear error
+    naming the first transformers config field the course cannot represent."""
+    config = config_from_hf(hf_model.config)
     weight = hf_model.get_input_embeddings().weight
     model = MinimalLLM(config).to(device=weight.device, dtype=weight.dtype)
     state = {k.removeprefix("model."): v for k, v in hf_model.state_dict().items()}
+    if config.tie_word_embeddings:
+        state.setdefault("lm_head.weight", state["embed_tokens.weight"])
     model.load_state_dict(state, strict=True)
     return model.train(hf_model.training), config
+
+
+def _local_folder(name_or_folder: str | Path) -> Path:
+    """A folder holding config.json, the weights and the tokenizer: the folder itself,
+    or the Hub's copy of a model id (downloaded once, then cached by huggingface_hub)."""
+    folder = Path(name_or_folder).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"{folder} has no config.json: give from_pretrained a folder "
+                                    "written by save_pretrained (or qwenlib.save_hf)")
+        return folder
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+        raise ConnectionError(f"{name_or_folder!r} is not a local folder, and HF_HUB_OFFLINE=1 "
+                              "keeps the Hugging Face Hub off: unset it where the network "
+                              "reaches the Hub, or pass the folder of a downloaded copy")
+    from huggingface_hub import snapshot_download
+    try:
+        return Path(snapshot_download(str(name_or_folder), allow_patterns=[
+            "*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]))
+    except Exception as e:
+        raise ConnectionError(f"could not fetch {name_or_folder!r} from the Hugging Face Hub "
+                              f"({type(e).__name__}: {str(e)[:150]}); check the network and "
+                              "the model id, or pass a local folder") from None
+
+
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "F64": torch.float64}
+
+
+def _safetensors_header(path: Path) -> tuple[dict, int]:
+    """({tensor name: {"dtype", "shape", "data_offsets"}}, where the data starts).
+
+    The format: an 8-byte little-endian length, a JSON header of that length giving
+    each tensor's dtype, shape and byte range, then the raw bytes of all tensors.
+    """
+    with open(path, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(length))
+    header.pop("__metadata__", None)
+    return header, 8 + length
+
+
+def _read_into(f, data_start: int, info: dict, param: torch.Tensor) -> None:
+    """Fill `param` with one stored tensor. When dtype and device match, the bytes are read
+    straight into the parameter's memory (no copy at all); otherwise through a buffer of
+    this one tensor, converted by `copy_`."""
+    begin, end = info["data_offsets"]
+    f.seek(data_start + begin)
+    stored = _SAFETENSORS_DTYPES[info["dtype"]]
+    if param.dtype == stored and param.device.type == "cpu" and param.is_contiguous():
+        target = param.detach().view(-1).view(torch.uint8).numpy()
+        if f.readinto(target) != end - begin:
+            raise ValueError(f"{f.name}: the file ends inside tensor data: truncated?")
+    else:
+        buffer = torch.frombuffer(bytearray(f.read(end - begin)), dtype=stored)
+        param.detach().copy_(buffer.view(info["shape"]))
+
+
+def _load_safetensors(model: MinimalLLM, folder: Path) -> None:
+    """Fill the model from the folder's *.safetensors files, one tensor at a time and with
+    plain file reads (not a memory map of whole files): peak memory is the model, plus at
+    most one tensor when a dtype conversion is needed; never two copies of the weights."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{folder} has no *.safetensors weights")
+    params = dict(model.named_parameters(remove_duplicate=False))
+    loaded = set()
+    for file in files:
+        header, data_start = _safetensors_header(file)
+        with open(file, "rb") as f:
+            for key, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+                name = key.removeprefix("model.")
+                if name not in params:
+                    raise ValueError(f"{file.name}: tensor {key!r} has no place in MinimalLLM")
+                if info["dtype"] not in _SAFETENSORS_DTYPES:
+                    raise ValueError(f"{file.name}: tensor {key!r} has dtype {info['dtype']}, "
+                                     "which MinimalLLM cannot hold")
+                if tuple(info["shape"]) != tuple(params[name].shape):
+                    raise ValueError(f"{file.name}: {key!r} has shape {tuple(info['shape'])}, "
+                                     f"the config gives {tuple(params[name].shape)}")
+                _read_into(f, data_start, info, params[name])
+                loaded.add(name)
+    if model.config.tie_word_embeddings and "embed_tokens.weight" in loaded:
+        loaded.add("lm_head.weight")  # the same matrix
+    missing = sorted(set(params) - loaded)
+    if missing:
+        raise ValueError(f"{folder}: no weights for {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+
+
+def from_pretrained(name_or_folder: str | Path, dtype: torch.dtype | None = None,
+                    device: str | torch.device | None = None):
+    """(model, tokenizer, config) of a published Qwen3 (a Hub id such as "Qwen/Qwen3-0.6B",
+    when the Hub answers) or of a folder written by `save_pretrained` / `save_hf`.
+
+    The model is built without memory (on PyTorch's "meta" device), given storage of
+    `dtype` (default: the checkpoint's own, bf16 for Qwen3) on `device` (default: the CPU),
+    and filled one tensor at a time. It comes back in eval mode.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder = _local_folder(name_or_folder)
+    config = config_from_hf(AutoConfig.from_pretrained(folder))
+    if dtype is None:  # the checkpoint's own: the dtype of its first tensor
+        first = next(iter(sorted(folder.glob("*.safetensors"))), None)
+        stored = next(iter(_safetensors_header(first)[0].values()))["dtype"] if first else "F32"
+        dtype = _SAFETENSORS_DTYPES.get(stored, torch.float32)
+    with torch.device("meta"):
+        model = MinimalLLM(config)
+    model = model.to(dtype=dtype).to_empty(device=torch.device(device or "cpu"))
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.embed_tokens.weight  # to_empty gave each its own storage
+    _load_safetensors(model, folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return model.eval(), tokenizer, config
 
 
 def _is_hf_export(folder: Path) -> bool:

@@ -14,6 +14,7 @@ from qwenlib.attention import KVCache, Qwen3Attention
 from qwenlib.config import PretrainingConfig
 from qwenlib.loss import DEFAULT_CHUNK_SIZE, linear_cross_entropy
 from qwenlib.norm import RMSNorm
+from qwenlib.rope import Rotary
 
 
 class Qwen3MLP(nn.Module):
@@ -36,10 +37,10 @@ class Qwen3DecoderLayer(nn.Module):
     (Qwen3 has none); in eval mode it does nothing.
     """
 
-    def __init__(self, config: PretrainingConfig):
+    def __init__(self, config: PretrainingConfig, rotary: Rotary | None = None):
         super().__init__()
         self.input_layernorm = RMSNorm(config.d_model, config.rms_norm_eps)
-        self.self_attn = Qwen3Attention(config)
+        self.self_attn = Qwen3Attention(config, rotary)
         self.post_attention_layernorm = RMSNorm(config.d_model, config.rms_norm_eps)
         self.mlp = Qwen3MLP(config.d_model, config.d_ff)
         self.dropout = nn.Dropout(config.dropout)
@@ -68,8 +69,9 @@ class MinimalLLM(nn.Module):
     """A Qwen3 causal language model: token ids in, next-token logits out.
 
     Embedding -> n_layers decoder blocks -> final RMSNorm -> lm_head, whose
-    weight is the embedding matrix (tied). Weights start from normal(0, 0.02),
-    norm gains from 1. In eval mode it computes exactly what transformers'
+    weight is the embedding matrix (tied), or a matrix of its own with
+    `tie_word_embeddings=False` (Qwen3-8B and larger). One RoPE table serves
+    every layer. Weights start from normal(0, 0.02), norm gains from 1. In eval mode it computes exactly what transformers'
     Qwen3ForCausalLM computes with the same weights (see `qwenlib.to_hf`).
     """
 
@@ -78,10 +80,12 @@ class MinimalLLM(nn.Module):
         config.validate()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
-        self.layers = nn.ModuleList(Qwen3DecoderLayer(config) for _ in range(config.n_layers))
+        rotary = Rotary(config.head_dim, config.max_seq_len, config.rope_theta)  # shared
+        self.layers = nn.ModuleList(Qwen3DecoderLayer(config, rotary) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.d_model, config.rms_norm_eps)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.lm_head.weight = self.embed_tokens.weight  # tied: one matrix, two uses
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight  # tied: one matrix, two uses
         self.apply(self._init_weights)
 
     @staticmethod

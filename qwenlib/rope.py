@@ -21,21 +21,30 @@ class Rotary(nn.Module):
 
     Channel pair (i, i + head_dim/2) turns at frequency theta**(-2i/head_dim),
     so q·k after rotation depends only on the distance between positions.
-    cos/sin tables are precomputed in fp32 for `max_seq_len` positions;
     `offset` is the position of the first token (non-zero when decoding with
-    a KV cache).
+    a KV cache). The cos/sin tables (fp32) are built on the input's device when
+    first needed, for the positions used so far rounded up to a power of two
+    (at most `max_seq_len`), and grown when needed: memory follows the positions
+    actually used, not the positions allowed. One instance can serve every layer.
     """
 
     def __init__(self, head_dim: int, max_seq_len: int, theta: float = 10000.0):
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"head_dim={head_dim} must be even: RoPE rotates pairs of channels")
-        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))
-        angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float), inv_freq)
-        angles = torch.cat((angles, angles), dim=-1)  # (max_seq_len, head_dim)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
-        self.max_seq_len = max_seq_len
+        self.head_dim, self.max_seq_len, self.theta = head_dim, max_seq_len, theta
+        self._cos = self._sin = None  # not buffers: derived, rebuilt on another device
+
+    def tables(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin, (length, head_dim) in fp32, for positions 0 .. length-1."""
+        if self._cos is None or len(self._cos) < length or self._cos.device != device:
+            size = min(self.max_seq_len, 1 << max(0, length - 1).bit_length())
+            inv_freq = 1.0 / (self.theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float,
+                                                          device=device) / self.head_dim))
+            angles = torch.outer(torch.arange(size, dtype=torch.float, device=device), inv_freq)
+            angles = torch.cat((angles, angles), dim=-1)  # (size, head_dim)
+            self._cos, self._sin = angles.cos(), angles.sin()
+        return self._cos[:length], self._sin[:length]
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """x: (..., T, head_dim), positions offset .. offset+T-1."""
@@ -44,6 +53,6 @@ class Rotary(nn.Module):
             raise ValueError(f"positions up to {offset + T - 1} requested but RoPE tables cover "
                              f"{self.max_seq_len} positions (max_seq_len); use a shorter input "
                              "or a model built with a larger max_seq_len")
-        cos = self.cos[offset:offset + T].to(x.dtype)
-        sin = self.sin[offset:offset + T].to(x.dtype)
+        cos, sin = self.tables(offset + T, x.device)
+        cos, sin = cos[offset:].to(x.dtype), sin[offset:].to(x.dtype)
         return x * cos + rotate_half(x) * sin

@@ -23,8 +23,11 @@ class GenerationWidget:
     """
 
     def __init__(self, model, tokenizer, prompt: str = "The ", max_new_tokens: int = 100,
-                 temperature: float = 0.8, top_k: int = 50, top_p: float = 0.9, seed: int = 0):
+                 temperature: float = 0.8, top_k: int = 50, top_p: float = 0.9, seed: int = 0,
+                 stop_at_eos: bool = True):
         import ipywidgets as W
+
+        self.stop_at_eos = stop_at_eos  # stop at the tokenizer's end-of-text token
 
         try:  # Colab renders ipywidgets 8 only with its custom widget manager
             from google.colab import output
@@ -70,7 +73,8 @@ class GenerationWidget:
         try:
             for piece, count in _pieces(self.model, self.tokenizer, self.prompt.value,
                                         self.max_new_tokens.value, self.temperature.value,
-                                        self.top_k.value, self.top_p.value, self.seed.value):
+                                        self.top_k.value, self.top_p.value, self.seed.value,
+                                        self.stop_at_eos):
                 pieces.append(piece)
                 self.text = self.prompt.value + "".join(pieces)
                 self._show("".join(pieces))

@@ -84,6 +84,15 @@ def test_generation_stops_at_the_end_of_text_token(model_and_tokenizer, monkeypa
     assert generate_text(model, tokenizer, "x", max_length=50) == "xaaa"
 
 
+def test_stopping_at_the_end_of_text_token_can_be_turned_off(model_and_tokenizer, monkeypatch):
+    model, tokenizer = model_and_tokenizer
+    eos, a = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("a")
+    calls = iter([a, eos, a, a] + [a] * 100)
+    monkeypatch.setattr(generation, "next_token", lambda *args, **kw: torch.tensor([next(calls)]))
+    text = generate_text(model, tokenizer, "x", max_length=4, stop_at_eos=False)
+    assert text.startswith("xa") and text.endswith("aa") and len(text) > len("xaaa")
+
+
 def test_streaming_waits_for_whole_characters(model_and_tokenizer, monkeypatch):
     model, tokenizer = model_and_tokenizer
     halves = tokenizer.convert_tokens_to_ids(["Ã", "©"])  # the two bytes of "é", byte-level

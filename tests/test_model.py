@@ -71,9 +71,7 @@ def test_from_hf_round_trips_a_randomly_initialised_qwen3():
 
 @pytest.mark.parametrize("change, field", [
     (dict(attention_bias=True), "attention_bias"),
-    (dict(tie_word_embeddings=False), "tie_word_embeddings"),
     (dict(hidden_act="gelu"), "hidden_act"),
-    (dict(head_dim=64), "head_dim"),
     (dict(use_sliding_window=True, sliding_window=64, max_window_layers=0), "sliding_window"),
     (dict(rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4}),
      "rope_parameters"),
