@@ -30,11 +30,21 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _parse_optional_int(text: str) -> int | None:
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or none, got {text!r}") from None
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per PretrainingConfig field, with the field's default."""
     group = parser.add_argument_group("configuration (PretrainingConfig fields)")
     for field in dataclasses.fields(PretrainingConfig):
-        kind = {"int": int, "float": float, "bool": _parse_bool}.get(field.type, str)
+        kind = {"int": int, "float": float, "bool": _parse_bool,
+                "int | None": _parse_optional_int}.get(field.type, str)
         group.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=kind,
                            default=field.default, metavar=field.type.split(" ")[0].upper(),
                            help=f"default: {field.default!r}")

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from qwenlib.config import PretrainingConfig
+from qwenlib.config import ARCHITECTURE_FIELDS, PretrainingConfig
 from qwenlib.model import MinimalLLM, check_token_ids
 from qwenlib.muon import setup_optimizers
 from qwenlib.runtime import get_device, seed_everything, training_dtype
@@ -109,8 +109,7 @@ def evaluate(model: torch.nn.Module, val_loader, max_batches: int | None = None,
 
 
 CHECKPOINT_FORMAT = "qwenlib-checkpoint"
-_ARCHITECTURE = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff",
-                 "max_seq_len", "rope_theta", "rms_norm_eps")
+_ARCHITECTURE = ARCHITECTURE_FIELDS  # the fields a checkpoint's weights depend on (chapter 1)
 
 
 class CheckpointError(ValueError):

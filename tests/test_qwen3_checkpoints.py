@@ -153,3 +153,12 @@ def test_an_untied_head_dim_model_trains_saves_resumes_bit_exact_and_exports(tmp
     with torch.no_grad():
         assert (resumed.eval()(ids) - hf(ids).logits).abs().max() <= 1e-4
     assert isinstance(generate_text(resumed, tokenizer, "The ", max_length=5, temperature=0), str)
+
+
+def test_head_dim_and_untied_output_are_command_line_flags():
+    from qwenlib.__main__ import build_parser, config_from_args
+    args = build_parser().parse_args(["train", "--head-dim", "24", "--tie-word-embeddings", "false"])
+    config = config_from_args(args)
+    assert config.head_dim == 24 and config.tie_word_embeddings is False
+    default = config_from_args(build_parser().parse_args(["train", "--head-dim", "none"]))
+    assert default.head_dim == default.d_model // default.n_heads
