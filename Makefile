@@ -11,7 +11,7 @@ FLOORS ?= .venv-floors
 FLOORS_STAMP := $(FLOORS)/.installed
 # the library's tests that also run under the lowest declared versions (make test-floors)
 FLOOR_TESTS := tests/test_dependencies.py tests/test_model.py tests/test_generation.py \
-	tests/test_training.py tests/test_precision.py tests/test_data.py \
+	tests/test_training.py tests/test_precision.py tests/test_data.py tests/test_qwen3_checkpoints.py \
 	tests/test_cli.py::test_exported_folder_generates_the_same_in_transformers_alone
 
 .PHONY: setup browser-deps train test test-floors gpu-check export check-export unit notebooks book bench clean

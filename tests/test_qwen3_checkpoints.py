@@ -162,3 +162,41 @@ def test_head_dim_and_untied_output_are_command_line_flags():
     assert config.head_dim == 24 and config.tie_word_embeddings is False
     default = config_from_args(build_parser().parse_args(["train", "--head-dim", "none"]))
     assert default.head_dim == default.d_model // default.n_heads
+
+
+# The published dense Qwen3 configs (config.json as released, written by transformers 4.51):
+# (hidden_size, intermediate_size, layers, query heads, tied)
+PUBLISHED = {
+    "Qwen3-0.6B": (1024, 3072, 28, 16, True),
+    "Qwen3-1.7B": (2048, 6144, 28, 16, True),
+    "Qwen3-4B": (2560, 9728, 36, 32, True),
+    "Qwen3-8B": (4096, 12288, 36, 32, False),
+    "Qwen3-14B": (5120, 17408, 40, 40, False),
+    "Qwen3-32B": (5120, 25600, 64, 64, False),
+}
+
+
+@pytest.mark.parametrize("name", list(PUBLISHED))
+def test_every_published_dense_qwen3_config_is_accepted(name):
+    from qwenlib.hf import config_from_hf, to_hf_config
+    hidden, inter, layers, heads, tied = PUBLISHED[name]
+    released = {"architectures": ["Qwen3ForCausalLM"], "attention_bias": False,
+                "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151645,
+                "head_dim": 128, "hidden_act": "silu", "hidden_size": hidden,
+                "initializer_range": 0.02, "intermediate_size": inter,
+                "max_position_embeddings": 40960, "max_window_layers": layers,
+                "model_type": "qwen3", "num_attention_heads": heads, "num_hidden_layers": layers,
+                "num_key_value_heads": 8, "rms_norm_eps": 1e-06, "rope_scaling": None,
+                "rope_theta": 1000000, "sliding_window": None, "tie_word_embeddings": tied,
+                "torch_dtype": "bfloat16", "use_cache": True, "use_sliding_window": False,
+                "vocab_size": 151936}
+    config = config_from_hf(transformers.Qwen3Config.from_dict(released))
+    assert (config.d_model, config.d_ff, config.n_layers, config.n_heads, config.n_kv_heads,
+            config.head_dim, config.rope_theta, config.tie_word_embeddings, config.max_seq_len) \
+        == (hidden, inter, layers, heads, 8, 128, 1e6, tied, 40960)
+    with torch.device("meta"):  # the real shapes, no memory
+        model = MinimalLLM(config)
+    assert model.layers[0].self_attn.q_proj.weight.shape == (heads * 128, hidden)
+    assert (model.lm_head.weight is model.embed_tokens.weight) == tied
+    again = config_from_hf(to_hf_config(config))
+    assert again == config
