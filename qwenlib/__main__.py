@@ -124,7 +124,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train(config: PretrainingConfig, resume: str | None = None,
-              timeout_s: float = 600.0) -> int:
+              timeout_s: float = 600.0, allow_data_change: bool = False) -> int:
     from qwenlib.data import load_and_cache_data, make_dataloaders
     from qwenlib.distributed import DistributedTrainer, init_distributed
     from qwenlib.training import CheckpointError, PretrainingTrainer
@@ -143,7 +143,8 @@ def cmd_train(config: PretrainingConfig, resume: str | None = None,
         train_loader, val_loader = make_dataloaders(config, tokens)
         trainer = (DistributedTrainer if world_size > 1 else PretrainingTrainer)(config, device)
         try:
-            model, metrics = trainer.train(train_loader, val_loader, resume_from=resume)
+            model, metrics = trainer.train(train_loader, val_loader, resume_from=resume,
+                                           allow_data_change=allow_data_change)
         except CheckpointError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -184,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model (chapter 7's PretrainingTrainer)")
     train.add_argument("--resume", metavar="PATH", default=None,
                        help="continue exactly from a checkpoint (e.g. models/latest.pt)")
+    train.add_argument("--allow-data-change", action="store_true",
+                       help="with --resume: continue even if the data settings differ from "
+                       "the checkpoint's (a warning instead of an error)")
     train.add_argument("--dist-timeout", type=float, default=600.0, metavar="SECONDS",
                        help="under torchrun: how long a process waits for the others before "
                        "failing (default 600)")
@@ -220,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         parser.error(str(e))
     if args.command == "train":
-        return cmd_train(config, args.resume, args.dist_timeout)
+        return cmd_train(config, args.resume, args.dist_timeout, args.allow_data_change)
     return cmd_data(config)
 
 

@@ -11,7 +11,9 @@ __all__ = [
     'metrics_from_sums',
     'evaluate',
     'CheckpointError',
+    'checksum',
     'save_checkpoint',
+    'remove_stale_temp_files',
     'load_checkpoint',
     'load_model',
     'BatchStream',
@@ -19,6 +21,7 @@ __all__ = [
 ]
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -110,10 +113,38 @@ def evaluate(model: torch.nn.Module, val_loader, max_batches: int | None = None,
 
 CHECKPOINT_FORMAT = "qwenlib-checkpoint"
 _ARCHITECTURE = ARCHITECTURE_FIELDS  # the fields a checkpoint's weights depend on (chapter 1)
+# the fields that decide which token windows the run trains on
+DATA_FIELDS = ("num_documents", "max_tokens", "val_fraction", "data_source", "dataset_name",
+               "dataset_config", "tokenizer_name", "builtin_vocab_size")
 
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be used; the message names the file and the problem."""
+
+
+def checksum(state: Any) -> str:
+    """SHA-256 of everything in a checkpoint's state: every tensor's bytes, dtype and shape
+    and every plain value, walked in a fixed order. Stored at save, checked at load, so a
+    file whose bytes changed on disk is refused instead of silently loaded."""
+    digest = hashlib.sha256()
+
+    def walk(value, where: str) -> None:
+        digest.update(where.encode())
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                walk(value[key], f"{where}/{key}")
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                walk(item, f"{where}[{i}]")
+        else:
+            digest.update(repr(value).encode())
+
+    walk(state, "")
+    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -131,7 +162,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes private files; a checkpoint is ordinary
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
+            torch.save({"format": CHECKPOINT_FORMAT, **state, "checksum": checksum(state)}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -141,6 +172,20 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         raise
     (path.parent / "config.json").write_text(state["config"] + "\n", encoding="utf-8")
     return path
+
+
+_STALE_TMP = re.compile(r"^\.(best_model1|final_model1|latest)\.pt\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temporary files of saves that were killed half way (SIGKILL, power loss),
+    and only those: names `save_checkpoint` makes for the trainer's three checkpoints."""
+    folder = Path(folder)
+    stale = [p for p in folder.glob(".*.tmp") if _STALE_TMP.match(p.name) and p.is_file()] \
+        if folder.is_dir() else []
+    for p in stale:
+        p.unlink()
+    return stale
 
 
 def load_checkpoint(path: str | Path, config: PretrainingConfig | None = None) -> dict[str, Any]:
@@ -167,6 +212,12 @@ def load_checkpoint(path: str | Path, config: PretrainingConfig | None = None) -
         raise CheckpointError(f"{path} is not a qwenlib checkpoint (no '{CHECKPOINT_FORMAT}' "
                               "marker); a plain state_dict can be loaded with "
                               "model.load_state_dict(torch.load(path, weights_only=True))")
+    stored = state.pop("checksum", None)  # checkpoints from before checksums have none
+    state.pop("format")
+    if stored is not None and stored != checksum(state):
+        raise CheckpointError(f"{path} is corrupted: its contents no longer match the checksum "
+                              "stored when it was saved (the file changed on disk); use an "
+                              "earlier checkpoint")
     saved = PretrainingConfig.from_dict(json.loads(state["config"]))
     if config is not None:
         differ = [f"{f}: checkpoint {getattr(saved, f)!r}, config {getattr(config, f)!r}"
@@ -218,16 +269,19 @@ class BatchStream:
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "index": self.index, "generator": self.epoch_state}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["generator"] is None or self.generator is None:
-            raise CheckpointError("exact resume needs a train loader with its own seeded "
-                                  "generator (qwenlib.make_dataloaders makes one)")
-        self.generator.set_state(state["generator"])
+    def load_state_dict(self, state: dict[str, Any]) -> bool:
+        """Go back to a saved position. Returns False if the order cannot be replayed
+        (a loader without a generator of its own, now or when saved): then the same
+        number of batches is skipped, but of another shuffled order."""
+        exact = state["generator"] is not None and self.generator is not None
+        if exact:
+            self.generator.set_state(state["generator"])
         self.epoch = state["epoch"]
         self._start_epoch()
         for _ in range(state["index"]):
             next(self._it)
         self.index = state["index"]
+        return exact
 
 
 def _read_back(values: list[torch.Tensor]) -> list[float]:
@@ -310,12 +364,34 @@ class PretrainingTrainer:
                 "optimizers": [o.state_dict() for o in optimizers], "scaler": scaler.state_dict(),
                 "rng": rng, "data": stream, "best_val_loss": best, "history": history}
 
+    def _check_resume(self, path, state: dict, allow_data_change: bool) -> None:
+        """Refuse a resume that cannot continue the saved run: past max_steps, or on other
+        data (unless `allow_data_change`, which only warns)."""
+        c, saved = self.config, state["config"]
+        if state["step"] > c.max_steps:
+            raise CheckpointError(f"{path} is at update {state['step']}, past max_steps="
+                                  f"{c.max_steps}: nothing is left to train; set max_steps "
+                                  f"(--max-steps) above {state['step']} to continue it")
+        differ = [f"{f}: checkpoint {getattr(saved, f)!r}, now {getattr(c, f)!r}"
+                  for f in DATA_FIELDS if getattr(saved, f) != getattr(c, f)]
+        if differ and not allow_data_change:
+            raise CheckpointError(f"{path} was trained on other data ({'; '.join(differ)}); "
+                                  "resuming would continue on different windows. Set the same "
+                                  "values, or pass allow_data_change=True (--allow-data-change) "
+                                  "to continue on the new data anyway")
+        if differ:
+            self._say(f"warning: continuing on other data than {path} was trained on: "
+                      + "; ".join(differ))
+
     def train(self, train_loader, val_loader, resume_from: str | Path | None = None,
-              stop_after: int | None = None, model: MinimalLLM | None = None):
+              stop_after: int | None = None, model: MinimalLLM | None = None,
+              allow_data_change: bool = False):
         """Train; returns (model, metrics). `stop_after=k` stops after update k as if
         interrupted (saving `latest.pt`), e.g. to show that resuming is exact.
         `model` continues training a model you built or loaded (e.g. with `from_hf`)
-        instead of a fresh `MinimalLLM(config)`; its shape must be the config's."""
+        instead of a fresh `MinimalLLM(config)`; its shape must be the config's.
+        Resuming on other data settings than the checkpoint's is refused unless
+        `allow_data_change=True`."""
         c, device = self.config, self.device
         out = Path(c.output_dir)
         seed_everything(c.seed)
@@ -336,8 +412,12 @@ class PretrainingTrainer:
         step, best = 0, float("inf")
         history: dict[str, list] = {"step": [], "train_loss": [], "lr": [], "eval_step": [],
                                     "val_loss": [], "val_accuracy": [], "val_perplexity": []}
+        if self.is_main:
+            for stale in remove_stale_temp_files(out):
+                self._say(f"removed {stale}, left by a save that was killed half way")
         if resume_from is not None:
             state = load_checkpoint(resume_from, c)
+            self._check_resume(resume_from, state, allow_data_change)
             if state["config"].optimizer != c.optimizer:
                 raise CheckpointError(
                     f"{resume_from} was trained with optimizer={state['config'].optimizer!r}, "
@@ -353,7 +433,10 @@ class PretrainingTrainer:
         loss_fn, train_loader, val_loader = self._prepare(model, train_loader, val_loader)
         stream = BatchStream(train_loader)
         if resume_from is not None:
-            stream.load_state_dict(state["data"])
+            if not stream.load_state_dict(state["data"]):
+                self._say("warning: the train loader has no random generator of its own, so after "
+                          "this resume its order differs from an uninterrupted run's; for an exact "
+                          "resume make the loaders with qwenlib.make_dataloaders")
             self._say(f"resumed from {resume_from} at update {step} of {c.max_steps}")
         model.train()
         tokens_per_update = (self.world_size * c.gradient_accumulation_steps * c.batch_size

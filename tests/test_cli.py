@@ -100,3 +100,20 @@ def test_exported_folder_generates_the_same_in_transformers_alone(tmp_path):
                   str(tmp_path / "models"), cwd=tmp_path)    # not an export: left alone
     assert refused.returncode == 2 and "not a transformers model folder" in refused.stderr
     assert checkpoint.exists()
+
+
+def test_resume_past_max_steps_or_on_other_data_is_one_clear_line(tmp_path):
+    flags = ["--max-tokens", "3000", "--max-seq-len", "32", "--vocab-size", "8192",
+             "--batch-size", "2", "--max-steps", "3", "--eval-every", "3", "--eval-steps", "1",
+             "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "models")]
+    assert run("train", *flags, cwd=tmp_path).returncode == 0
+    final = str(tmp_path / "models" / "final_model1.pt")
+    past = run("train", *flags, "--max-steps", "2", "--resume", final, cwd=tmp_path)
+    assert past.returncode == 2
+    assert past.stderr.strip().count("\n") == 0 and "past max_steps=2" in past.stderr
+    other = run("train", *flags, "--max-steps", "4", "--num-documents", "50", "--resume", final,
+                cwd=tmp_path)
+    assert other.returncode == 2 and "--allow-data-change" in other.stderr
+    allowed = run("train", *flags, "--max-steps", "4", "--num-documents", "50", "--resume", final,
+                  "--allow-data-change", cwd=tmp_path)
+    assert allowed.returncode == 0, allowed.stderr

@@ -1,0 +1,96 @@
+"""Chapter 7's checkpoints under bad luck: a corrupted file, a resume on other data or past
+max_steps, temporary files of killed saves, and the seed's loader without a generator."""
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from qwenlib import PretrainingConfig, TextTokenDataset, load_and_cache_data, make_dataloaders
+from qwenlib.data import split_tokens
+from qwenlib.training import CheckpointError, PretrainingTrainer, load_checkpoint
+
+TINY = dict(vocab_size=8192, max_seq_len=32, batch_size=4, gradient_accumulation_steps=2,
+            max_steps=6, eval_every=3, eval_steps=2, max_tokens=4000, num_documents=20,
+            d_model=64, d_ff=128, n_layers=2)
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory):
+    import os
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    config = PretrainingConfig(cache_dir=str(tmp_path_factory.mktemp("cache")), **TINY)
+    return load_and_cache_data(config, verbose=False)[2]
+
+
+def run(tokens, folder, loaders=None, verbose=False, **overrides):
+    train_args = {k: overrides.pop(k) for k in ("resume_from", "stop_after", "allow_data_change")
+                  if k in overrides}
+    config = PretrainingConfig(output_dir=str(folder), **{**TINY, **overrides})
+    trainer = PretrainingTrainer(config, device="cpu", verbose=verbose)
+    return trainer.train(*(loaders or make_dataloaders(config, tokens)), **train_args)
+
+
+def test_a_checkpoint_with_flipped_bytes_in_a_tensor_is_refused(tokens, tmp_path):
+    run(tokens, tmp_path, max_steps=2)
+    path = tmp_path / "final_model1.pt"
+    weights = load_checkpoint(path)["model"]["embed_tokens.weight"]
+    raw = bytearray(path.read_bytes())
+    at = raw.find(weights[100:104].numpy().tobytes())  # 4 floats in the middle of the embedding
+    assert at > 0
+    raw[at:at + 4] = bytes(b ^ 0xFF for b in raw[at:at + 4])
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=f"{path} is corrupted"):
+        load_checkpoint(path)
+
+
+def test_resume_on_other_data_is_refused_naming_the_fields_unless_allowed(tokens, tmp_path, capsys):
+    run(tokens, tmp_path, stop_after=2)
+    latest = tmp_path / "latest.pt"
+    with pytest.raises(CheckpointError, match="num_documents: checkpoint 20, now 30"):
+        run(tokens, tmp_path, resume_from=latest, num_documents=30)
+    _, metrics = run(tokens, tmp_path, resume_from=latest, num_documents=30,
+                     allow_data_change=True, verbose=True)
+    assert metrics["step"] == 6
+    assert "warning: continuing on other data" in capsys.readouterr().out
+
+
+def test_resume_with_max_steps_below_the_saved_update_says_what_to_do(tokens, tmp_path):
+    run(tokens, tmp_path, stop_after=4)
+    with pytest.raises(CheckpointError, match=r"at update 4, past max_steps=3.*--max-steps"):
+        run(tokens, tmp_path, resume_from=tmp_path / "latest.pt", max_steps=3)
+
+
+def test_temporary_files_of_killed_saves_are_removed_and_nothing_else(tokens, tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    stale = [tmp_path / ".latest.pt.k2x9_q0a.tmp", tmp_path / ".best_model1.pt.abcdefgh.tmp"]
+    kept = [tmp_path / ".latest.pt.short.tmp", tmp_path / ".notes.md.abcdefgh.tmp",
+            tmp_path / "my.pt.abcdefgh.tmp", tmp_path / "NOTES.md"]
+    for p in stale + kept:
+        p.write_bytes(b"x")
+    run(tokens, tmp_path, max_steps=1)
+    assert not any(p.exists() for p in stale)
+    assert all(p.read_bytes() == b"x" for p in kept)
+
+
+def test_a_loader_without_its_own_generator_resumes_with_a_warning(tokens, tmp_path, capsys):
+    config = PretrainingConfig(**TINY)
+    train_tokens, val_tokens = split_tokens(tokens, config.val_fraction, config.max_seq_len)
+    # the original package's own example: shuffle=True, no generator
+    loaders = (DataLoader(TextTokenDataset(train_tokens, config.max_seq_len),
+                          batch_size=config.batch_size, shuffle=True),
+               DataLoader(TextTokenDataset(val_tokens, config.max_seq_len),
+                          batch_size=config.batch_size))
+    run(tokens, tmp_path, loaders, stop_after=2)
+    _, metrics = run(tokens, tmp_path, loaders, resume_from=tmp_path / "latest.pt", verbose=True)
+    assert metrics["step"] == 6
+    out = capsys.readouterr().out
+    assert "its order differs from an uninterrupted run's" in out
+    assert "qwenlib.make_dataloaders" in out
+
+
+def test_the_saved_checksum_covers_what_was_saved(tokens, tmp_path):
+    _, metrics = run(tokens, tmp_path, max_steps=2)
+    raw = torch.load(tmp_path / "final_model1.pt", weights_only=True)
+    assert len(raw["checksum"]) == 64
+    state = load_checkpoint(tmp_path / "final_model1.pt")  # verifies, and succeeds
+    assert state["step"] == 2 and state["history"]["train_loss"] == metrics["history"]["train_loss"]
