@@ -158,8 +158,8 @@ def cmd_train(config: PretrainingConfig, resume: str | None = None,
             import torch.distributed as dist
             dist.destroy_process_group()
     out = config.output_dir
-    if metrics.get("interrupted"):
-        return 130
+    if metrics.get("interrupted"):  # 128 + the signal's number, as shells report it
+        return 143 if metrics.get("signal") == "SIGTERM" else 130
     if rank > 0:
         return 0
     where = metrics["device"]

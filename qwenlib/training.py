@@ -17,6 +17,7 @@ __all__ = [
     'load_checkpoint',
     'load_model',
     'BatchStream',
+    'StopRequest',
     'PretrainingTrainer',
 ]
 
@@ -26,7 +27,9 @@ import json
 import math
 import os
 import re
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -298,6 +301,45 @@ def _read_back(values: list[torch.Tensor]) -> list[float]:
         torch.cuda.set_sync_debug_mode(mode)
 
 
+class StopRequest:
+    """Signals during training. The first SIGINT (Ctrl-C, a notebook's interrupt button) or
+    SIGTERM (what schedulers, `docker stop` and notebook runtimes send) asks training to stop
+    at an update boundary, where a checkpoint matches the weights (the end of the current
+    update, or of the next one if the signal came during the optimizer step); a second
+    SIGINT stops at once (KeyboardInterrupt). Signals can only be caught in the main
+    thread: elsewhere Ctrl-C raises at once, as usual."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._request)
+        return self
+
+    def _request(self, signum, frame) -> None:
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+
+def _quietly(write, *args, **kwargs) -> None:
+    """Print, or draw the progress bar, ignoring a closed or broken stdout/stderr (say,
+    `make train | tee log` after Ctrl-C ended tee): output must never stop training or
+    prevent a save."""
+    try:
+        write(*args, **kwargs)
+    except (OSError, ValueError):
+        pass
+
+
 def _rng_state() -> dict[str, Any]:
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
@@ -357,7 +399,7 @@ class PretrainingTrainer:
 
     def _say(self, message: str) -> None:
         if self.verbose and self.is_main:
-            tqdm.write(message)  # prints above a progress bar instead of through it
+            _quietly(tqdm.write, message)  # above a progress bar instead of through it
 
     def _state(self, model, optimizers, scaler, stream, step, best, history, rng) -> dict:
         return {"config": json.dumps(self.config.to_dict()), "step": step, "model": model.state_dict(),
@@ -453,7 +495,9 @@ class PretrainingTrainer:
         started, first_step = time.perf_counter(), step
         bar = tqdm(total=c.max_steps, initial=step, disable=not (self.verbose and self.is_main), mininterval=2.0,
                    desc="training", unit="update")
+        stop, in_step = StopRequest(), False
         try:
+            stop.__enter__()  # left in the `finally` below: signals behave as usual again
             while step < c.max_steps and (stop_after is None or step < stop_after):
                 boundary = (stream.state_dict(), _rng_state())
                 self._start_update(step)
@@ -473,17 +517,20 @@ class PretrainingTrainer:
                             loss = loss_fn(x, y)  # cross-entropy without the full logits
                         scaler.scale(loss / c.gradient_accumulation_steps).backward()
                     total += loss.detach().double() / c.gradient_accumulation_steps
-                total = self._mean(total)
+                # the mean loss, and whether any process was asked to stop (1 = yes)
+                asked = total.new_full((), 1.0 if stop.signal_name else 0.0)
+                total, asked = self._mean(torch.stack([total, asked])).unbind()
                 for opt in optimizers:
                     scaler.unscale_(opt)  # true gradients again (fp16), so the clip is right
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
-                # the update's one wait for the GPU: the logged loss and the gradient norm
-                loss_value, norm_value = _read_back([total, grad_norm.double()])
+                # the update's one wait for the GPU: the logged loss, the gradient norm, the stop
+                loss_value, norm_value, stop_asked = _read_back([total, grad_norm.double(), asked])
                 if not math.isfinite(loss_value):
                     raise FloatingPointError(
                         f"non-finite loss ({loss_value}) at update {step + 1}; training stopped "
                         f"before the update. The last good checkpoint in {out} is kept; lower "
                         "muon_lr or grad_clip and resume from it")
+                in_step = True  # from here to the new boundary the weights are in between
                 if math.isfinite(norm_value):
                     for opt in optimizers:
                         opt.step()
@@ -502,11 +549,14 @@ class PretrainingTrainer:
                 history["step"].append(step)
                 history["train_loss"].append(loss_value)
                 history["lr"].append(optimizers[0].param_groups[0]["lr"])
+                in_step = False
                 elapsed = time.perf_counter() - started
-                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{history['lr'][-1]:.2e}",
-                                tok_s=f"{tokens_per_update * (step - first_step) / elapsed:,.0f}",
-                                refresh=False)
-                bar.update(1)
+                _quietly(bar.set_postfix, loss=f"{loss_value:.3f}", lr=f"{history['lr'][-1]:.2e}",
+                         tok_s=f"{tokens_per_update * (step - first_step) / elapsed:,.0f}",
+                         refresh=False)
+                _quietly(bar.update, 1)
+                if stop_asked > 0:  # a signal: stop here, at a boundary, in every process
+                    break
                 if step - first_step == 3 and step < c.max_steps:
                     per_update = elapsed / 3
                     self._say(f"{per_update:.2f} s per update on {device}: the remaining "
@@ -523,26 +573,42 @@ class PretrainingTrainer:
                     self._say(f"update {step}: val loss {result['val_loss']:.4f}, accuracy "
                               f"{result['val_accuracy']:.2%}, perplexity "
                               f"{result['val_perplexity']:.1f}")
-        except KeyboardInterrupt:
-            bar.close()
-            path = save("latest.pt")
-            self._say(f"\ninterrupted: saved update {step} to {path}; continue with "
-                      f"resume_from='{path}' (from a shell: python -m qwenlib train "
-                      f"--resume {path})")
+        except KeyboardInterrupt:  # a second Ctrl-C, or Ctrl-C outside the main thread
+            stop.__exit__()
             metrics["interrupted"] = True
+            if in_step:  # the weights are half way through an update: saving them would lie
+                _quietly(bar.close)
+                self._say(f"\nstopped at once, in the middle of update {step + 1}: nothing was "
+                          f"saved now, the last checkpoint in {out} is kept")
+            else:
+                path = save("latest.pt")  # first the save, then any output
+                _quietly(bar.close)
+                self._say(f"\ninterrupted: saved update {step} to {path}; continue with "
+                          f"resume_from='{path}' (from a shell: python -m qwenlib train "
+                          f"--resume {path})")
         except Exception as e:
+            stop.__exit__()
             lost = self._lost_contact(e)
             if lost is None:
                 raise
-            bar.close()
+            _quietly(bar.close)
             path = save("latest.pt")  # this process's weights are at the update boundary
             saved = (f"Update {step} is saved in {path}; once the cause is fixed, resume from "
                      f"it (--resume {path})." if self.is_main else
                      f"Process 0 writes the checkpoints (in {out}), not this one.")
             raise RuntimeError(f"{lost} {saved}") from e
-        bar.close()
+        finally:
+            stop.__exit__()
+        if stop.signal_name and step < c.max_steps and not metrics.get("interrupted"):
+            path = save("latest.pt")  # first the save, then any output
+            _quietly(bar.close)
+            self._say(f"\n{stop.signal_name}: stopped after update {step} and saved it to {path}; "
+                      f"continue with resume_from='{path}' (from a shell: python -m qwenlib "
+                      f"train --resume {path})")
+            metrics.update(interrupted=True, signal=stop.signal_name)
+        _quietly(bar.close)
         elapsed = time.perf_counter() - started
-        if step == c.max_steps:
+        if step == c.max_steps and not metrics.get("interrupted"):
             save("final_model1.pt")
         elif not metrics.get("interrupted"):
             save("latest.pt")
