@@ -78,24 +78,33 @@ def mixed_precision(device: torch.device, use_amp: bool = True, amp_dtype: str =
 
 @torch.no_grad()
 def evaluation_sums(model: torch.nn.Module, val_loader, max_batches: int | None = None,
-                    device: torch.device | None = None) -> torch.Tensor:
+                    device: torch.device | None = None, chunk_size: int = 256) -> torch.Tensor:
     """[summed loss, correct next-token guesses, tokens scored] over the validation
     batches, as float64. Sums rather than means, so that the shares of several
-    processes (chapter 10) add up to the whole."""
+    processes (chapter 10) add up to the whole.
+
+    The output layer runs `chunk_size` positions at a time, as in the fused loss of
+    training: the (batch, seq_len, vocab) logits never exist, so evaluating takes no
+    more memory than a training step. The sums stay on the device until the end.
+    """
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    loss_sum, correct, count = 0.0, 0, 0
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
     for i, (x, y) in enumerate(val_loader):
         if max_batches is not None and i >= max_batches:
             break
         x, y = x.to(device), y.to(device)
-        logits = model(x).float()
-        loss_sum += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
-        correct += (logits.argmax(-1) == y).sum().item()
-        count += y.numel()
+        hidden = model.hidden_states(x)[0].flatten(0, 1)
+        targets = y.flatten()
+        for start in range(0, len(targets), chunk_size):
+            logits = model.lm_head(hidden[start:start + chunk_size]).float()
+            t = targets[start:start + chunk_size]
+            sums[0] += F.cross_entropy(logits, t, reduction="sum").double()
+            sums[1] += (logits.argmax(-1) == t).sum()
+        sums[2] += targets.numel()
     model.train(was_training)
-    return torch.tensor([loss_sum, correct, count], dtype=torch.float64)
+    return sums.cpu()
 
 
 def metrics_from_sums(sums: torch.Tensor) -> dict[str, float]:

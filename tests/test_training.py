@@ -234,3 +234,28 @@ def test_metrics_json_is_strict_json_even_before_any_evaluation(tokens, tmp_path
     text = (tmp_path / "early" / "metrics.json").read_text()
     metrics = json.loads(text, parse_constant=lambda name: pytest.fail(f"metrics.json has {name}"))
     assert metrics["best_val_loss"] is None and metrics["step"] == 1
+
+
+def test_evaluation_in_chunks_equals_full_logits_cross_entropy(tokens):
+    import torch.nn.functional as F
+    config = PretrainingConfig(**TINY)
+    _, val_loader = make_dataloaders(config, tokens)
+    torch.manual_seed(0)
+    model = MinimalLLM(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 1:
+                p.uniform_(0.5, 1.5)
+    model.train()
+    result = evaluate(model, val_loader)
+    assert model.training  # evaluate() puts back the mode it found
+    loss_sum, correct, count = 0.0, 0, 0
+    model.eval()
+    with torch.no_grad():
+        for x, y in val_loader:
+            logits = model(x)
+            loss_sum += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
+            correct += (logits.argmax(-1) == y).sum().item()
+            count += y.numel()
+    assert result["val_loss"] == pytest.approx(loss_sum / count, rel=1e-6)
+    assert result["val_accuracy"] == correct / count
