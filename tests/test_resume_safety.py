@@ -94,3 +94,38 @@ def test_the_saved_checksum_covers_what_was_saved(tokens, tmp_path):
     assert len(raw["checksum"]) == 64
     state = load_checkpoint(tmp_path / "final_model1.pt")  # verifies, and succeeds
     assert state["step"] == 2 and state["history"]["train_loss"] == metrics["history"]["train_loss"]
+
+
+@pytest.mark.parametrize("stop", [5, 9, 12])
+def test_resume_across_an_epoch_boundary_is_bit_exact(tokens, tmp_path, stop):
+    # evaluation only at the end: a stop on an evaluation update is the case below
+    fields = dict(max_steps=14, dropout=0.1, batch_size=8, val_fraction=0.3, eval_every=14)
+    config = PretrainingConfig(**{**TINY, **fields})
+    few = tokens[:300]  # a short stream: an epoch is a handful of updates
+
+    def loaders():
+        return make_dataloaders(config, few)  # a fresh seeded generator each time
+
+    per_epoch = len(loaders()[0]) // config.gradient_accumulation_steps
+    assert per_epoch < 14, per_epoch  # the run crosses at least one epoch end
+    straight, m1 = run(tokens, tmp_path / "straight", loaders(), **fields)
+    run(tokens, tmp_path / "split", loaders(), stop_after=stop, **fields)
+    saved = load_checkpoint(tmp_path / "split" / "latest.pt")["data"]
+    resumed, m2 = run(tokens, tmp_path / "split", loaders(),
+                      resume_from=tmp_path / "split" / "latest.pt", **fields)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs (stopped at update {stop}, epoch {saved['epoch']})"
+    assert m1["history"]["train_loss"] == m2["history"]["train_loss"]
+
+
+@pytest.mark.xfail(strict=True, reason="known (issue 19): the checkpoint records the random "
+                   "state before the evaluation, whose validation DataLoader then draws from "
+                   "the global generator; fixing it changes what chapter 9's paused run "
+                   "computes, so it waits for a re-run of chapter 9")
+def test_a_stop_on_an_evaluation_update_resumes_bit_exact(tokens, tmp_path):
+    straight, _ = run(tokens, tmp_path / "straight", dropout=0.1)      # evaluations at 3 and 6
+    run(tokens, tmp_path / "split", dropout=0.1, stop_after=3)
+    resumed, _ = run(tokens, tmp_path / "split", dropout=0.1,
+                     resume_from=tmp_path / "split" / "latest.pt")
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(),
+                                                  resumed.state_dict().values()))
