@@ -18,6 +18,7 @@ __all__ = [
     'load_model',
     'BatchStream',
     'StopRequest',
+    'check_resume',
     'PretrainingTrainer',
 ]
 
@@ -360,6 +361,27 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def check_resume(config: PretrainingConfig, path, state: dict[str, Any],
+                 allow_data_change: bool = False) -> str | None:
+    """Refuse a resume that cannot continue the saved run: past `max_steps`, or on other data
+    (unless `allow_data_change`: then the warning to print is returned)."""
+    saved = state["config"]
+    if state["step"] > config.max_steps:
+        raise CheckpointError(f"{path} is at update {state['step']}, past max_steps="
+                              f"{config.max_steps}: nothing is left to train; set max_steps "
+                              f"(--max-steps) above {state['step']} to continue it")
+    differ = [f"{f}: checkpoint {getattr(saved, f)!r}, now {getattr(config, f)!r}"
+              for f in DATA_FIELDS if getattr(saved, f) != getattr(config, f)]
+    if differ and not allow_data_change:
+        raise CheckpointError(f"{path} was trained on other data ({'; '.join(differ)}); "
+                              "resuming would continue on different windows. Set the same "
+                              "values, or pass allow_data_change=True (--allow-data-change) "
+                              "to continue on the new data anyway")
+    if differ:
+        return f"warning: continuing on other data than {path} was trained on: " + "; ".join(differ)
+    return None
+
+
 class PretrainingTrainer:
     """Trains MinimalLLM with Muon + AdamW; `max_steps` counts optimizer updates.
 
@@ -370,9 +392,10 @@ class PretrainingTrainer:
     `final_model1.pt` and `metrics.json` in `config.output_dir`. Ctrl-C (or
     `stop_after`) saves `latest.pt`, from which `resume_from` continues exactly.
 
-    The methods starting with an underscore after `__init__` are the only
-    places where training in several processes differs from training in one:
-    here they do nothing, and chapter 10's `DistributedTrainer` overrides them.
+    Six hooks are the only places where training in several processes differs
+    from training in one: `_prepare`, `_accumulating`, `_start_update`, `_mean`,
+    `_evaluate` and `_lost_contact`. Here they do (almost) nothing; chapter 10's
+    `DistributedTrainer` overrides them. `is_main` decides who prints and writes.
     """
 
     is_main = True  # only the main process prints and writes files
@@ -415,25 +438,6 @@ class PretrainingTrainer:
                 "optimizers": [o.state_dict() for o in optimizers], "scaler": scaler.state_dict(),
                 "rng": rng, "data": stream, "best_val_loss": best, "history": history}
 
-    def _check_resume(self, path, state: dict, allow_data_change: bool) -> None:
-        """Refuse a resume that cannot continue the saved run: past max_steps, or on other
-        data (unless `allow_data_change`, which only warns)."""
-        c, saved = self.config, state["config"]
-        if state["step"] > c.max_steps:
-            raise CheckpointError(f"{path} is at update {state['step']}, past max_steps="
-                                  f"{c.max_steps}: nothing is left to train; set max_steps "
-                                  f"(--max-steps) above {state['step']} to continue it")
-        differ = [f"{f}: checkpoint {getattr(saved, f)!r}, now {getattr(c, f)!r}"
-                  for f in DATA_FIELDS if getattr(saved, f) != getattr(c, f)]
-        if differ and not allow_data_change:
-            raise CheckpointError(f"{path} was trained on other data ({'; '.join(differ)}); "
-                                  "resuming would continue on different windows. Set the same "
-                                  "values, or pass allow_data_change=True (--allow-data-change) "
-                                  "to continue on the new data anyway")
-        if differ:
-            self._say(f"warning: continuing on other data than {path} was trained on: "
-                      + "; ".join(differ))
-
     def train(self, train_loader, val_loader, resume_from: str | Path | None = None,
               stop_after: int | None = None, model: MinimalLLM | None = None,
               allow_data_change: bool = False):
@@ -468,7 +472,9 @@ class PretrainingTrainer:
                 self._say(f"removed {stale}, left by a save that was killed half way")
         if resume_from is not None:
             state = load_checkpoint(resume_from, c)
-            self._check_resume(resume_from, state, allow_data_change)
+            warning = check_resume(c, resume_from, state, allow_data_change)
+            if warning:
+                self._say(warning)
             if state["config"].optimizer != c.optimizer:
                 raise CheckpointError(
                     f"{resume_from} was trained with optimizer={state['config'].optimizer!r}, "
