@@ -112,6 +112,16 @@ def straight_cli_run(tmp_path_factory):
     return tmp_path, final_weights(tmp_path / "straight")
 
 
+def resume_equals_straight(tmp_path, name, straight) -> None:
+    """The stopped run's latest.pt is mid-run, and resuming it ends at the straight run's weights."""
+    assert 3 <= load_checkpoint(tmp_path / name / "latest.pt")["step"] < 120
+    resumed = cli(*flags(tmp_path, name), "--resume", str(tmp_path / name / "latest.pt"),
+                  cwd=tmp_path)
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read().decode()[-2000:]
+    for key, tensor in final_weights(tmp_path / name).items():
+        assert torch.equal(tensor, straight[key]), f"{key} differs after the stop and the resume"
+
+
 def test_sigterm_to_the_command_leaves_a_checkpoint_that_resumes_exactly(straight_cli_run):
     tmp_path, straight = straight_cli_run
     process = cli(*flags(tmp_path, "term"), cwd=tmp_path)
@@ -120,13 +130,7 @@ def test_sigterm_to_the_command_leaves_a_checkpoint_that_resumes_exactly(straigh
     output = process.stdout.read().decode()
     assert process.wait(timeout=120) == 143, output[-2000:]
     assert "SIGTERM: stopped after update" in output
-    saved = load_checkpoint(tmp_path / "term" / "latest.pt")["step"]
-    assert 3 <= saved < 120
-    resumed = cli(*flags(tmp_path, "term"), "--resume", str(tmp_path / "term" / "latest.pt"),
-                  cwd=tmp_path)
-    assert resumed.wait(timeout=300) == 0, resumed.stdout.read().decode()[-2000:]
-    for name, tensor in final_weights(tmp_path / "term").items():
-        assert torch.equal(tensor, straight[name]), f"{name} differs after SIGTERM + resume"
+    resume_equals_straight(tmp_path, "term", straight)
 
 
 def test_ctrl_c_with_the_output_pipe_closing_at_the_same_moment_still_saves(straight_cli_run):
@@ -137,10 +141,4 @@ def test_ctrl_c_with_the_output_pipe_closing_at_the_same_moment_still_saves(stra
     process.stdout.close()
     process.send_signal(signal.SIGINT)
     process.wait(timeout=120)
-    saved = load_checkpoint(tmp_path / "pipe" / "latest.pt")["step"]
-    assert 3 <= saved < 120
-    resumed = cli(*flags(tmp_path, "pipe"), "--resume", str(tmp_path / "pipe" / "latest.pt"),
-                  cwd=tmp_path)
-    assert resumed.wait(timeout=300) == 0, resumed.stdout.read().decode()[-2000:]
-    for name, tensor in final_weights(tmp_path / "pipe").items():
-        assert torch.equal(tensor, straight[name]), f"{name} differs after Ctrl-C + resume"
+    resume_equals_straight(tmp_path, "pipe", straight)
