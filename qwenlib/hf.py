@@ -7,7 +7,6 @@ from __future__ import annotations
 __all__ = ['to_hf_config', 'to_hf', 'config_from_hf', 'from_hf', 'from_pretrained', 'save_hf']
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -135,7 +134,9 @@ def _local_folder(name_or_folder: str | Path) -> Path:
             raise FileNotFoundError(f"{folder} has no config.json: give from_pretrained a folder "
                                     "written by save_pretrained (or qwenlib.save_hf)")
         return folder
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+    from qwenlib.data import _hub_offline  # chapter 1's reading of HF_HUB_OFFLINE
+
+    if _hub_offline():
         raise ConnectionError(f"{name_or_folder!r} is not a local folder, and HF_HUB_OFFLINE=1 "
                               "keeps the Hugging Face Hub off: unset it where the network "
                               "reaches the Hub, or pass the folder of a downloaded copy")
