@@ -19,6 +19,7 @@ __all__ = [
     'BatchStream',
     'StopRequest',
     'check_resume',
+    'TrainingState',
     'PretrainingTrainer',
 ]
 
@@ -32,6 +33,7 @@ import signal
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -382,6 +384,67 @@ def check_resume(config: PretrainingConfig, path, state: dict[str, Any],
     return None
 
 
+def _new_history() -> dict[str, list]:
+    return {"step": [], "train_loss": [], "lr": [], "eval_step": [], "val_loss": [],
+            "val_accuracy": [], "val_perplexity": []}
+
+
+@dataclass
+class TrainingState:
+    """How far a run has got, apart from the weights and the optimizers' moments: the
+    updates done, the best validation loss, the logged history, and where the next update
+    starts (the train data's position and the random state).
+
+    It moves at two moments only, the end of an update and the end of an evaluation (whose
+    validation DataLoader draws from the global random generator), so whatever a checkpoint
+    saves of it matches the saved weights. `state_dict()` and `load_state_dict()` carry it
+    into and out of a checkpoint.
+    """
+
+    step: int = 0
+    best_val_loss: float = math.inf
+    history: dict[str, list] = field(default_factory=_new_history)
+    data: dict[str, Any] | None = None  # BatchStream.state_dict() where the next update starts
+    rng: dict[str, Any] | None = None  # the random generators' state there
+
+    def mark_boundary(self, stream: BatchStream) -> None:
+        """The next update starts here: remember the data position and the random state."""
+        self.data, self.rng = stream.state_dict(), _rng_state()
+
+    def evaluated(self) -> bool:
+        """Whether the history holds the evaluation after update `step`."""
+        return bool(self.history["eval_step"]) and self.history["eval_step"][-1] == self.step
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "best_val_loss": self.best_val_loss,
+                "history": self.history, "data": self.data, "rng": self.rng}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.best_val_loss = state["step"], state["best_val_loss"]
+        self.history, self.data, self.rng = state["history"], state["data"], state["rng"]
+
+
+@dataclass
+class _Run:
+    """One call of `PretrainingTrainer.train`: what it built, and how far it has got."""
+
+    model: MinimalLLM
+    optimizers: list[torch.optim.Optimizer]
+    scaler: torch.amp.GradScaler
+    autocast: Any  # the context every forward runs in (mixed_precision)
+    state: TrainingState
+    loss_fn: Any = None  # (input ids, targets) -> mean loss; the DDP wrapper in chapter 10
+    stream: BatchStream | None = None
+    val_loader: Any = None
+    stop: StopRequest = field(default_factory=StopRequest)
+    bar: Any = None  # the progress bar
+    started: float = 0.0  # time.perf_counter() when the first update of this call began
+    first_step: int = 0  # the update this call started from
+    in_step: bool = False  # True while the weights or the state are between two boundaries
+    stop_asked: bool = False  # some process got a signal (agreed in the update's read-back)
+    interrupted: bool = False
+
+
 class PretrainingTrainer:
     """Trains MinimalLLM with Muon + AdamW; `max_steps` counts optimizer updates.
 
@@ -389,13 +452,19 @@ class PretrainingTrainer:
     the global gradient norm, steps both optimizers and sets the learning rate
     from `lr_scale`. Every `eval_every` updates it evaluates, saving
     `best_model1.pt` when validation loss improves; at the end it saves
-    `final_model1.pt` and `metrics.json` in `config.output_dir`. Ctrl-C (or
+    `final_model1.pt` and `metrics.json` in `config.output_dir`. A signal (or
     `stop_after`) saves `latest.pt`, from which `resume_from` continues exactly.
 
-    Six hooks are the only places where training in several processes differs
-    from training in one: `_prepare`, `_accumulating`, `_start_update`, `_mean`,
-    `_evaluate` and `_lost_contact`. Here they do (almost) nothing; chapter 10's
-    `DistributedTrainer` overrides them. `is_main` decides who prints and writes.
+    `train` reads as its phases: `_set_up` (build or take the model, restore a
+    checkpoint), then `_update` and `_evaluate_and_save` in turn, and `_finish`
+    (the last save and metrics.json); `_save` writes a checkpoint of the run's
+    `TrainingState`. Six hooks are the only places where training in several
+    processes differs from training in one: `_prepare` (wrap the model, shard the
+    loaders), `_accumulating` (keep a micro-batch's gradient local), `_start_update`
+    (seed each process's dropout), `_mean` (average over the processes), `_evaluate`
+    (share the validation batches) and `_lost_contact` (tell a dead peer from a bug).
+    Here they do (almost) nothing; chapter 10's `DistributedTrainer` overrides them.
+    `is_main` decides who prints and writes.
     """
 
     is_main = True  # only the main process prints and writes files
@@ -406,6 +475,7 @@ class PretrainingTrainer:
         config.validate()
         self.config, self.device, self.verbose = config, get_device(device), verbose
 
+    # --- the six hooks (chapter 10) ---------------------------------------------------
     def _prepare(self, model, train_loader, val_loader):
         """(the function giving a micro-batch's loss, train loader, val loader)."""
         return model.loss, train_loader, val_loader  # the loss without full logits
@@ -429,15 +499,7 @@ class PretrainingTrainer:
         """A message if `error` means another process failed, else None."""
         return None
 
-    def _say(self, message: str) -> None:
-        if self.verbose and self.is_main:
-            _quietly(tqdm.write, message)  # above a progress bar instead of through it
-
-    def _state(self, model, optimizers, scaler, stream, step, best, history, rng) -> dict:
-        return {"config": json.dumps(self.config.to_dict()), "step": step, "model": model.state_dict(),
-                "optimizers": [o.state_dict() for o in optimizers], "scaler": scaler.state_dict(),
-                "rng": rng, "data": stream, "best_val_loss": best, "history": history}
-
+    # --- train, and its phases ----------------------------------------------------------
     def train(self, train_loader, val_loader, resume_from: str | Path | None = None,
               stop_after: int | None = None, model: MinimalLLM | None = None,
               allow_data_change: bool = False):
@@ -447,196 +509,277 @@ class PretrainingTrainer:
         instead of a fresh `MinimalLLM(config)`; its shape must be the config's.
         Resuming on other data settings than the checkpoint's is refused unless
         `allow_data_change=True`."""
-        c, device = self.config, self.device
-        out = Path(c.output_dir)
+        run = self._set_up(train_loader, val_loader, model, resume_from, allow_data_change)
+        last = self.config.max_steps if stop_after is None else min(stop_after, self.config.max_steps)
+        try:
+            with run.stop:  # from here a signal asks for a stop at the next boundary
+                while True:
+                    if self._evaluation_due(run.state):
+                        self._evaluate_and_save(run)
+                    if run.state.step >= last or run.stop_asked:
+                        break
+                    self._update(run)
+                    self._show_progress(run)
+        except KeyboardInterrupt:  # a second Ctrl-C, or Ctrl-C outside the main thread
+            self._stop_at_once(run)
+        except Exception as error:
+            lost = self._lost_contact(error)
+            if lost is None:
+                raise
+            raise self._after_lost_contact(run, lost) from error
+        return run.model, self._finish(run)
+
+    def _set_up(self, train_loader, val_loader, model, resume_from, allow_data_change) -> _Run:
+        """Build (or check) the model, its optimizers and loss scaler; restore a checkpoint."""
+        c = self.config
         seed_everything(c.seed)
-        if model is None:
-            model = MinimalLLM(c)
-        else:
-            differ = [f"{f}: model {getattr(model.config, f)!r}, config {getattr(c, f)!r}"
-                      for f in _ARCHITECTURE if getattr(model.config, f) != getattr(c, f)]
-            if differ:
-                raise ValueError("the model passed to train() has another shape than the "
-                                 "trainer's config; " + "; ".join(differ))
-        model = model.to(device)
+        model = (MinimalLLM(c) if model is None else self._checked(model)).to(self.device)
         optimizers = setup_optimizers(model, c)  # Muon + AdamW, or AdamW only
         for opt in optimizers:
             for group in opt.param_groups:
                 group["peak_lr"] = group["lr"]
-        autocast, scaler = mixed_precision(device, c.use_amp, c.amp_dtype)
-        step, best = 0, float("inf")
-        history: dict[str, list] = {"step": [], "train_loss": [], "lr": [], "eval_step": [],
-                                    "val_loss": [], "val_accuracy": [], "val_perplexity": []}
+        autocast, scaler = mixed_precision(self.device, c.use_amp, c.amp_dtype)
+        run = _Run(model, optimizers, scaler, autocast, TrainingState())
         if self.is_main:
-            for stale in remove_stale_temp_files(out):
+            for stale in remove_stale_temp_files(c.output_dir):
                 self._say(f"removed {stale}, left by a save that was killed half way")
-        if resume_from is not None:
-            state = load_checkpoint(resume_from, c)
-            warning = check_resume(c, resume_from, state, allow_data_change)
-            if warning:
-                self._say(warning)
-            if state["config"].optimizer != c.optimizer:
-                raise CheckpointError(
-                    f"{resume_from} was trained with optimizer={state['config'].optimizer!r}, "
-                    f"this config has optimizer={c.optimizer!r}; their states don't carry over "
-                    f"(set optimizer={state['config'].optimizer!r} to resume)")
-            model.load_state_dict(state["model"])
-            for opt, saved in zip(optimizers, state["optimizers"]):
-                opt.load_state_dict(saved)
-            if state["scaler"]:  # empty when saved without loss scaling (fp32, bf16)
-                scaler.load_state_dict(state["scaler"])
-            _set_rng_state(state["rng"])
-            step, best, history = state["step"], state["best_val_loss"], state["history"]
-        loss_fn, train_loader, val_loader = self._prepare(model, train_loader, val_loader)
-        stream = BatchStream(train_loader)
-        if resume_from is not None:
-            if not stream.load_state_dict(state["data"]):
+        saved = None if resume_from is None else self._restore(run, resume_from, allow_data_change)
+        run.loss_fn, train_loader, run.val_loader = self._prepare(model, train_loader, val_loader)
+        run.stream = BatchStream(train_loader)
+        if saved is not None:
+            if not run.stream.load_state_dict(saved):
                 self._say("warning: the train loader has no random generator of its own, so after "
                           "this resume its order differs from an uninterrupted run's; for an exact "
                           "resume make the loaders with qwenlib.make_dataloaders")
-            self._say(f"resumed from {resume_from} at update {step} of {c.max_steps}")
+            self._say(f"resumed from {resume_from} at update {run.state.step} of {c.max_steps}")
+        run.state.mark_boundary(run.stream)
         model.train()
-        tokens_per_update = (self.world_size * c.gradient_accumulation_steps * c.batch_size
-                             * c.max_seq_len)
-        boundary = (stream.state_dict(), _rng_state())  # where the next update starts
+        run.bar = tqdm(total=c.max_steps, initial=run.state.step, mininterval=2.0,
+                       disable=not (self.verbose and self.is_main), desc="training", unit="update")
+        run.started, run.first_step = time.perf_counter(), run.state.step
+        return run
 
-        def save(name: str) -> Path:
-            if self.is_main:
-                save_checkpoint(out / name, self._state(model, optimizers, scaler, boundary[0],
-                                                        step, best, history, boundary[1]))
-            return out / name
+    def _checked(self, model: MinimalLLM) -> MinimalLLM:
+        differ = [f"{f}: model {getattr(model.config, f)!r}, config {getattr(self.config, f)!r}"
+                  for f in _ARCHITECTURE if getattr(model.config, f) != getattr(self.config, f)]
+        if differ:
+            raise ValueError("the model passed to train() has another shape than the "
+                             "trainer's config; " + "; ".join(differ))
+        return model
 
+    def _restore(self, run: _Run, path, allow_data_change: bool) -> dict[str, Any]:
+        """Load a checkpoint into the run (weights, optimizers, scaler, state, random
+        generators) once it is known to continue this run; returns its data position."""
+        c = self.config
+        saved = load_checkpoint(path, c)
+        warning = check_resume(c, path, saved, allow_data_change)
+        if warning:
+            self._say(warning)
+        if saved["config"].optimizer != c.optimizer:
+            raise CheckpointError(
+                f"{path} was trained with optimizer={saved['config'].optimizer!r}, this config "
+                f"has optimizer={c.optimizer!r}; their states don't carry over (set "
+                f"optimizer={saved['config'].optimizer!r}, from a shell --optimizer "
+                f"{saved['config'].optimizer}, to resume)")
+        run.model.load_state_dict(saved["model"])
+        for opt, opt_state in zip(run.optimizers, saved["optimizers"]):
+            opt.load_state_dict(opt_state)
+        if saved["scaler"]:  # empty when saved without loss scaling (fp32, bf16)
+            run.scaler.load_state_dict(saved["scaler"])
+        run.state.load_state_dict(saved)
+        _set_rng_state(run.state.rng)
+        return saved["data"]
+
+    def _update(self, run: _Run) -> None:
+        """One optimizer update: the learning rate, the micro-batches' gradients, the clip,
+        the step (or, for an fp16 overflow, the skip), and the new boundary."""
+        c, state = self.config, run.state
+        self._start_update(state.step)
+        scale = lr_scale(state.step, c.max_steps, c.warmup_ratio, c.min_lr_ratio)
+        for opt in run.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group["peak_lr"] * scale
+        loss = self._accumulate_gradients(run)
+        # the mean loss, and whether any process was asked to stop (1 = yes)
+        asked = loss.new_full((), 1.0 if run.stop.signal_name else 0.0)
+        loss, asked = self._mean(torch.stack([loss, asked])).unbind()
+        for opt in run.optimizers:
+            run.scaler.unscale_(opt)  # true gradients again (fp16), so the clip is right
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), c.grad_clip)
+        # the update's one wait for the GPU: the logged loss, the gradient norm, the stop
+        loss_value, norm_value, stop_asked = _read_back([loss, grad_norm.double(), asked])
+        if not math.isfinite(loss_value):
+            raise self._non_finite("loss", loss_value, state.step + 1)
+        run.in_step = True  # from here to the new boundary the weights are in between
+        self._step(run, norm_value)
+        state.step += 1
+        state.mark_boundary(run.stream)
+        state.history["step"].append(state.step)
+        state.history["train_loss"].append(loss_value)
+        state.history["lr"].append(run.optimizers[0].param_groups[0]["lr"])
+        run.in_step, run.stop_asked = False, stop_asked > 0
+
+    def _accumulate_gradients(self, run: _Run) -> torch.Tensor:
+        """Forward and backward of the update's micro-batches; their mean loss, on the device."""
+        c = self.config
+        total = torch.zeros((), dtype=torch.float64, device=self.device)  # stays on the device
+        for i in range(c.gradient_accumulation_steps):
+            x, y = next(run.stream)
+            if x.device.type == "cpu":  # checked here, so the GPU never waits for it
+                check_token_ids(x, c.vocab_size)
+                check_token_ids(y, c.vocab_size)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            with self._accumulating(i + 1 < c.gradient_accumulation_steps):
+                with run.autocast:
+                    loss = run.loss_fn(x, y)  # cross-entropy without the full logits
+                run.scaler.scale(loss / c.gradient_accumulation_steps).backward()
+            total += loss.detach().double() / c.gradient_accumulation_steps
+        return total
+
+    def _step(self, run: _Run, grad_norm: float) -> None:
+        """Step every optimizer, unless the gradients overflowed fp16 (then skip; the
+        scaler halves its scale); a non-finite gradient without a scaler stops training."""
+        if math.isfinite(grad_norm):
+            for opt in run.optimizers:
+                opt.step()
+        elif run.scaler.is_enabled():
+            run.state.history.setdefault("skipped_updates", []).append(run.state.step + 1)
+        else:
+            raise self._non_finite("gradient norm", grad_norm, run.state.step + 1)
+        run.scaler.update()
+        for opt in run.optimizers:
+            opt.zero_grad(set_to_none=True)
+
+    def _evaluation_due(self, state: TrainingState) -> bool:
+        """After every `eval_every` updates and the last one, unless already done (a
+        checkpoint saved by a second Ctrl-C during an evaluation resumes with it)."""
+        c = self.config
+        due = state.step % c.eval_every == 0 or state.step == c.max_steps
+        return state.step > 0 and due and not state.evaluated()
+
+    def _evaluate_and_save(self, run: _Run) -> None:
+        """Evaluate, log, move the boundary past the evaluation's random draws, and save
+        `best_model1.pt` if the validation loss improved."""
+        result = self._evaluate(run.model, run.val_loader)
+        state = run.state
+        run.in_step = True  # the history, the best loss and the boundary change together
+        state.history["eval_step"].append(state.step)
+        for k, v in result.items():
+            state.history[k].append(v)
+        state.mark_boundary(run.stream)  # so a checkpoint from here resumes exactly
+        improved = result["val_loss"] < state.best_val_loss
+        if improved:
+            state.best_val_loss = result["val_loss"]
+        run.in_step = False
+        if improved:
+            self._save(run, "best_model1.pt")
+        self._say(f"update {state.step}: val loss {result['val_loss']:.4f}, accuracy "
+                  f"{result['val_accuracy']:.2%}, perplexity {result['val_perplexity']:.1f}")
+
+    def _save(self, run: _Run, name: str) -> Path:
+        """A checkpoint of the run at its last boundary (only the main process writes)."""
+        path = Path(self.config.output_dir) / name
+        if self.is_main:
+            save_checkpoint(path, {"config": json.dumps(self.config.to_dict()),
+                                   "model": run.model.state_dict(),
+                                   "optimizers": [o.state_dict() for o in run.optimizers],
+                                   "scaler": run.scaler.state_dict(), **run.state.state_dict()})
+        return path
+
+    def _finish(self, run: _Run) -> dict[str, Any]:
+        """The last save (`final_model1.pt`, or `latest.pt` after a stop) and metrics.json."""
+        c, state = self.config, run.state
         metrics: dict[str, Any] = {}
-        started, first_step = time.perf_counter(), step
-        bar = tqdm(total=c.max_steps, initial=step, disable=not (self.verbose and self.is_main), mininterval=2.0,
-                   desc="training", unit="update")
-        stop, in_step = StopRequest(), False
-        try:
-            stop.__enter__()  # left in the `finally` below: signals behave as usual again
-            while step < c.max_steps and (stop_after is None or step < stop_after):
-                boundary = (stream.state_dict(), _rng_state())
-                self._start_update(step)
-                scale = lr_scale(step, c.max_steps, c.warmup_ratio, c.min_lr_ratio)
-                for opt in optimizers:
-                    for group in opt.param_groups:
-                        group["lr"] = group["peak_lr"] * scale
-                total = torch.zeros((), dtype=torch.float64, device=device)  # stays on the device
-                for i in range(c.gradient_accumulation_steps):
-                    x, y = next(stream)
-                    if x.device.type == "cpu":  # checked here, so the GPU never waits for it
-                        check_token_ids(x, c.vocab_size)
-                        check_token_ids(y, c.vocab_size)
-                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                    with self._accumulating(i + 1 < c.gradient_accumulation_steps):
-                        with autocast:
-                            loss = loss_fn(x, y)  # cross-entropy without the full logits
-                        scaler.scale(loss / c.gradient_accumulation_steps).backward()
-                    total += loss.detach().double() / c.gradient_accumulation_steps
-                # the mean loss, and whether any process was asked to stop (1 = yes)
-                asked = total.new_full((), 1.0 if stop.signal_name else 0.0)
-                total, asked = self._mean(torch.stack([total, asked])).unbind()
-                for opt in optimizers:
-                    scaler.unscale_(opt)  # true gradients again (fp16), so the clip is right
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
-                # the update's one wait for the GPU: the logged loss, the gradient norm, the stop
-                loss_value, norm_value, stop_asked = _read_back([total, grad_norm.double(), asked])
-                if not math.isfinite(loss_value):
-                    raise FloatingPointError(
-                        f"non-finite loss ({loss_value}) at update {step + 1}; training stopped "
-                        f"before the update. The last good checkpoint in {out} is kept; lower "
-                        "muon_lr or grad_clip and resume from it")
-                in_step = True  # from here to the new boundary the weights are in between
-                if math.isfinite(norm_value):
-                    for opt in optimizers:
-                        opt.step()
-                elif scaler.is_enabled():  # fp16 overflowed: skip, and the scaler halves its scale
-                    history.setdefault("skipped_updates", []).append(step + 1)
-                else:
-                    raise FloatingPointError(
-                        f"non-finite gradient norm ({norm_value}) at update {step + 1}; training "
-                        f"stopped before the update. The last good checkpoint in {out} is kept; "
-                        "lower muon_lr or grad_clip and resume from it")
-                scaler.update()
-                for opt in optimizers:
-                    opt.zero_grad(set_to_none=True)
-                step += 1
-                boundary = (stream.state_dict(), _rng_state())
-                history["step"].append(step)
-                history["train_loss"].append(loss_value)
-                history["lr"].append(optimizers[0].param_groups[0]["lr"])
-                in_step = False
-                elapsed = time.perf_counter() - started
-                _quietly(bar.set_postfix, loss=f"{loss_value:.3f}", lr=f"{history['lr'][-1]:.2e}",
-                         tok_s=f"{tokens_per_update * (step - first_step) / elapsed:,.0f}",
-                         refresh=False)
-                _quietly(bar.update, 1)
-                if stop_asked > 0:  # a signal: stop here, at a boundary, in every process
-                    break
-                if step - first_step == 3 and step < c.max_steps:
-                    per_update = elapsed / 3
-                    self._say(f"{per_update:.2f} s per update on {device}: the remaining "
-                              f"{c.max_steps - step} updates will take about "
-                              f"{per_update * (c.max_steps - step) / 60:.1f} min")
-                if step % c.eval_every == 0 or step == c.max_steps:
-                    result = self._evaluate(model, val_loader)
-                    history["eval_step"].append(step)
-                    for k, v in result.items():
-                        history[k].append(v)
-                    if result["val_loss"] < best:
-                        best = result["val_loss"]
-                        save("best_model1.pt")
-                    self._say(f"update {step}: val loss {result['val_loss']:.4f}, accuracy "
-                              f"{result['val_accuracy']:.2%}, perplexity "
-                              f"{result['val_perplexity']:.1f}")
-        except KeyboardInterrupt:  # a second Ctrl-C, or Ctrl-C outside the main thread
-            stop.__exit__()
+        if run.stop.signal_name and state.step < c.max_steps and not run.interrupted:
+            path = self._save(run, "latest.pt")  # first the save, then any output
+            _quietly(run.bar.close)
+            self._say(f"\n{run.stop.signal_name}: stopped after update {state.step} and saved it "
+                      f"to {path}; continue with resume_from='{path}' (from a shell: python -m "
+                      f"qwenlib train --resume {path})")
+            run.interrupted = True
+            metrics["signal"] = run.stop.signal_name
+        _quietly(run.bar.close)
+        elapsed = time.perf_counter() - run.started
+        if not run.interrupted:
+            self._save(run, "final_model1.pt" if state.step == c.max_steps else "latest.pt")
+        else:
             metrics["interrupted"] = True
-            if in_step:  # the weights are half way through an update: saving them would lie
-                _quietly(bar.close)
-                self._say(f"\nstopped at once, in the middle of update {step + 1}: nothing was "
-                          f"saved now, the last checkpoint in {out} is kept")
-            else:
-                path = save("latest.pt")  # first the save, then any output
-                _quietly(bar.close)
-                self._say(f"\ninterrupted: saved update {step} to {path}; continue with "
-                          f"resume_from='{path}' (from a shell: python -m qwenlib train "
-                          f"--resume {path})")
-        except Exception as e:
-            stop.__exit__()
-            lost = self._lost_contact(e)
-            if lost is None:
-                raise
-            _quietly(bar.close)
-            path = save("latest.pt")  # this process's weights are at the update boundary
-            saved = (f"Update {step} is saved in {path}; once the cause is fixed, resume from "
-                     f"it (--resume {path})." if self.is_main else
-                     f"Process 0 writes the checkpoints (in {out}), not this one.")
-            raise RuntimeError(f"{lost} {saved}") from e
-        finally:
-            stop.__exit__()
-        if stop.signal_name and step < c.max_steps and not metrics.get("interrupted"):
-            path = save("latest.pt")  # first the save, then any output
-            _quietly(bar.close)
-            self._say(f"\n{stop.signal_name}: stopped after update {step} and saved it to {path}; "
-                      f"continue with resume_from='{path}' (from a shell: python -m qwenlib "
-                      f"train --resume {path})")
-            metrics.update(interrupted=True, signal=stop.signal_name)
-        _quietly(bar.close)
-        elapsed = time.perf_counter() - started
-        if step == c.max_steps and not metrics.get("interrupted"):
-            save("final_model1.pt")
-        elif not metrics.get("interrupted"):
-            save("latest.pt")
+        history = state.history
         last = {k: history[k][-1] for k in ("val_loss", "val_accuracy", "val_perplexity")
                 if history[k]}
-        metrics.update(step=step, train_loss=history["train_loss"][-1] if history["train_loss"] else None,
-                       best_val_loss=best if history["val_loss"] else None, **last,
-                       elapsed_s=elapsed, device=str(device),
+        metrics.update(step=state.step,
+                       train_loss=history["train_loss"][-1] if history["train_loss"] else None,
+                       best_val_loss=state.best_val_loss if history["val_loss"] else None, **last,
+                       elapsed_s=elapsed, device=str(self.device),
                        skipped_updates=len(history.get("skipped_updates", [])),
-                       tokens_per_s=tokens_per_update * (step - first_step) / max(elapsed, 1e-9),
-                       history=history)
+                       tokens_per_s=self._tokens_per_update * (state.step - run.first_step)
+                       / max(elapsed, 1e-9), history=history)
         if self.is_main:
+            out = Path(c.output_dir)
             out.mkdir(parents=True, exist_ok=True)
             (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n",
                                               encoding="utf-8")
-        return model, metrics
+        return metrics
+
+    # --- stops, failures and messages -------------------------------------------------
+    def _stop_at_once(self, run: _Run) -> None:
+        """A second Ctrl-C: save `latest.pt` if the weights are at a boundary, else nothing
+        (the previous checkpoint is kept)."""
+        run.interrupted = True
+        out = self.config.output_dir
+        if run.in_step:  # the weights are half way through an update: saving them would lie
+            _quietly(run.bar.close)
+            self._say(f"\nstopped at once, half way through update {run.state.step + 1}: "
+                      f"nothing was saved now, the last checkpoint in {out} is kept")
+            return
+        path = self._save(run, "latest.pt")  # first the save, then any output
+        _quietly(run.bar.close)
+        self._say(f"\ninterrupted: saved update {run.state.step} to {path}; continue with "
+                  f"resume_from='{path}' (from a shell: python -m qwenlib train --resume {path})")
+
+    def _after_lost_contact(self, run: _Run, lost: str) -> RuntimeError:
+        """Another process died: save this one's weights (at a boundary) and say so."""
+        _quietly(run.bar.close)
+        path = self._save(run, "latest.pt")
+        saved = (f"Update {run.state.step} is saved in {path}; once the cause is fixed, resume "
+                 f"from it (--resume {path})." if self.is_main else
+                 f"Process 0 writes the checkpoints (in {self.config.output_dir}), not this one.")
+        return RuntimeError(f"{lost} {saved}")
+
+    def _non_finite(self, what: str, value: float, update: int) -> FloatingPointError:
+        c = self.config
+        lr = "muon_lr (--muon-lr)" if c.optimizer == "muon" else "adamw_lr (--adamw-lr)"
+        saved = [p for p in (Path(c.output_dir) / n for n in ("latest.pt", "best_model1.pt"))
+                 if p.is_file()]
+        if saved:
+            newest = max(saved, key=lambda p: p.stat().st_mtime)
+            keep = f"The last checkpoint, {newest}, is kept: lower {lr} or grad_clip " \
+                   f"(--grad-clip) and resume from it (--resume {newest})"
+        else:
+            keep = f"No checkpoint was saved yet: lower {lr} or grad_clip (--grad-clip) and start again"
+        return FloatingPointError(f"non-finite {what} ({value}) at update {update}; training "
+                                  f"stopped before the update. {keep}")
+
+    def _show_progress(self, run: _Run) -> None:
+        """The progress bar, and after the third update the projected time of the rest."""
+        state, c = run.state, self.config
+        elapsed = time.perf_counter() - run.started
+        done = state.step - run.first_step
+        _quietly(run.bar.set_postfix, loss=f"{state.history['train_loss'][-1]:.3f}",
+                 lr=f"{state.history['lr'][-1]:.2e}",
+                 tok_s=f"{self._tokens_per_update * done / elapsed:,.0f}", refresh=False)
+        _quietly(run.bar.update, 1)
+        if done == 3 and state.step < c.max_steps and not run.stop_asked:
+            per_update = elapsed / 3
+            self._say(f"{per_update:.2f} s per update on {self.device}: the remaining "
+                      f"{c.max_steps - state.step} updates will take about "
+                      f"{per_update * (c.max_steps - state.step) / 60:.1f} min")
+
+    @property
+    def _tokens_per_update(self) -> int:
+        c = self.config
+        return self.world_size * c.gradient_accumulation_steps * c.batch_size * c.max_seq_len
+
+    def _say(self, message: str) -> None:
+        if self.verbose and self.is_main:
+            _quietly(tqdm.write, message)  # above a progress bar instead of through it

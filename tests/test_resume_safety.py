@@ -118,10 +118,6 @@ def test_resume_across_an_epoch_boundary_is_bit_exact(tokens, tmp_path, stop):
     assert m1["history"]["train_loss"] == m2["history"]["train_loss"]
 
 
-@pytest.mark.xfail(strict=True, reason="known (issue 19): the checkpoint records the random "
-                   "state before the evaluation, whose validation DataLoader then draws from "
-                   "the global generator; fixing it changes what chapter 9's paused run "
-                   "computes, so it waits for a re-run of chapter 9")
 def test_a_stop_on_an_evaluation_update_resumes_bit_exact(tokens, tmp_path):
     straight, _ = run(tokens, tmp_path / "straight", dropout=0.1)      # evaluations at 3 and 6
     run(tokens, tmp_path / "split", dropout=0.1, stop_after=3)
