@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from qwenlib import PretrainingConfig, TextTokenDataset, load_and_cache_data, make_dataloaders
+from qwenlib import (MinimalLLM, PretrainingConfig, TextTokenDataset, load_and_cache_data,
+                     make_dataloaders, seed_everything)
 from qwenlib.data import split_tokens
 from qwenlib.training import CheckpointError, PretrainingTrainer, load_checkpoint
 
@@ -23,8 +24,8 @@ def tokens(tmp_path_factory):
 
 
 def run(tokens, folder, loaders=None, verbose=False, **overrides):
-    train_args = {k: overrides.pop(k) for k in ("resume_from", "stop_after", "allow_data_change")
-                  if k in overrides}
+    train_args = {k: overrides.pop(k) for k in ("resume_from", "stop_after", "allow_data_change",
+                                                "model") if k in overrides}
     config = PretrainingConfig(output_dir=str(folder), **{**TINY, **overrides})
     trainer = PretrainingTrainer(config, device="cpu", verbose=verbose)
     return trainer.train(*(loaders or make_dataloaders(config, tokens)), **train_args)
@@ -118,10 +119,53 @@ def test_resume_across_an_epoch_boundary_is_bit_exact(tokens, tmp_path, stop):
     assert m1["history"]["train_loss"] == m2["history"]["train_loss"]
 
 
+def same_weights(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
 def test_a_stop_on_an_evaluation_update_resumes_bit_exact(tokens, tmp_path):
-    straight, _ = run(tokens, tmp_path / "straight", dropout=0.1)      # evaluations at 3 and 6
+    straight, m1 = run(tokens, tmp_path / "straight", dropout=0.1)      # evaluations at 3 and 6
     run(tokens, tmp_path / "split", dropout=0.1, stop_after=3)
-    resumed, _ = run(tokens, tmp_path / "split", dropout=0.1,
-                     resume_from=tmp_path / "split" / "latest.pt")
-    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(),
-                                                  resumed.state_dict().values()))
+    resumed, m2 = run(tokens, tmp_path / "split", dropout=0.1,
+                      resume_from=tmp_path / "split" / "latest.pt")
+    assert same_weights(straight, resumed)
+    assert m1["history"]["val_loss"] == m2["history"]["val_loss"]
+
+
+def test_resuming_from_the_best_checkpoint_with_dropout_is_bit_exact(tokens, tmp_path):
+    straight, m1 = run(tokens, tmp_path / "straight", dropout=0.1)
+    run(tokens, tmp_path / "split", dropout=0.1, stop_after=4)  # best_model1.pt at update 3
+    best = tmp_path / "split" / "best_model1.pt"
+    assert load_checkpoint(best)["step"] == 3
+    resumed, m2 = run(tokens, tmp_path / "split", dropout=0.1, resume_from=best)
+    assert same_weights(straight, resumed)
+    assert m1["history"]["train_loss"] == m2["history"]["train_loss"]
+
+
+class InterruptedEvaluation(MinimalLLM):
+    """A model whose first evaluation is cut short by Ctrl-C (a second Ctrl-C, or one
+    outside the main thread, raises KeyboardInterrupt at once)."""
+
+    interrupted = False
+
+    def hidden_states(self, *args, **kwargs):
+        if not self.training and not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+        return super().hidden_states(*args, **kwargs)
+
+
+def test_a_checkpoint_saved_during_an_evaluation_evaluates_again_on_resume(tokens, tmp_path):
+    def fresh(model_class):
+        config = PretrainingConfig(**TINY)
+        seed_everything(config.seed)
+        return model_class(config)
+
+    straight, m1 = run(tokens, tmp_path / "straight", model=fresh(MinimalLLM))
+    _, cut = run(tokens, tmp_path / "split", model=fresh(InterruptedEvaluation))
+    assert cut["interrupted"] and cut["step"] == 3 and cut["history"]["eval_step"] == []
+    resumed, m2 = run(tokens, tmp_path / "split", resume_from=tmp_path / "split" / "latest.pt",
+                      model=fresh(MinimalLLM))
+    assert m2["history"]["eval_step"] == [3, 6]
+    assert m1["history"]["val_loss"] == m2["history"]["val_loss"]
+    assert same_weights(straight, resumed)

@@ -7,7 +7,8 @@ import pickle
 import pytest
 import torch
 
-from qwenlib import MinimalLLM, PretrainingConfig, load_and_cache_data, make_dataloaders
+from qwenlib import (MinimalLLM, PretrainingConfig, load_and_cache_data, make_dataloaders,
+                     seed_everything)
 from qwenlib.training import (CheckpointError, PretrainingTrainer, evaluate, load_checkpoint,
                               lr_scale, save_checkpoint)
 
@@ -23,11 +24,33 @@ def tokens(tmp_path_factory):
     return load_and_cache_data(config, verbose=False)[2]
 
 
-def train(tokens, tmp_path, name, resume_from=None, stop_after=None, **overrides):
+def train(tokens, tmp_path, name, resume_from=None, stop_after=None, model=None, **overrides):
     config = PretrainingConfig(output_dir=str(tmp_path / name), **{**TINY, **overrides})
     train_loader, val_loader = make_dataloaders(config, tokens)
     trainer = PretrainingTrainer(config, device="cpu", verbose=False)
-    return trainer.train(train_loader, val_loader, resume_from=resume_from, stop_after=stop_after)
+    return trainer.train(train_loader, val_loader, resume_from=resume_from, stop_after=stop_after,
+                         model=model)
+
+
+def fresh(model_class=MinimalLLM, **overrides):
+    """A model built as the trainer builds its own (seeded by config.seed)."""
+    config = PretrainingConfig(**{**TINY, **overrides})
+    seed_everything(config.seed)
+    return model_class(config)
+
+
+class FaultyLoss(MinimalLLM):
+    """A model whose `loss` misbehaves at one call: the trainer's faults, injected through
+    train(model=...) instead of by patching qwenlib."""
+
+    def __init__(self, config, at_call: int, fault):
+        super().__init__(config)
+        self.calls, self.at_call, self.fault = 0, at_call, fault
+
+    def loss(self, *args, **kwargs):
+        self.calls += 1
+        loss = super().loss(*args, **kwargs)
+        return self.fault(loss) if self.calls == self.at_call else loss
 
 
 def test_resume_continues_bit_exact(tokens, tmp_path):
@@ -158,57 +181,66 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_ctrl_c_saves_a_resumable_checkpoint(tokens, tmp_path, monkeypatch):
-    calls = {"n": 0}
-    real_clip = torch.nn.utils.clip_grad_norm_
+def interrupt(loss):
+    raise KeyboardInterrupt
 
-    def interrupt_on_third_update(params, max_norm):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_clip(params, max_norm)
 
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", interrupt_on_third_update)
-    _, metrics = train(tokens, tmp_path, "ctrlc")
+def test_ctrl_c_saves_a_resumable_checkpoint(tokens, tmp_path):
+    # the 5th micro-batch is the first of update 3: Ctrl-C before its optimizer step
+    faulty = fresh(lambda c: FaultyLoss(c, at_call=5, fault=interrupt))
+    _, metrics = train(tokens, tmp_path, "ctrlc", model=faulty)
     assert metrics["interrupted"] and metrics["step"] == 2
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", real_clip)
-    resumed, m2 = train(tokens, tmp_path, "ctrlc", resume_from=tmp_path / "ctrlc" / "latest.pt")
-    straight, m1 = train(tokens, tmp_path, "straight")
+    resumed, m2 = train(tokens, tmp_path, "ctrlc", resume_from=tmp_path / "ctrlc" / "latest.pt",
+                        model=fresh())
+    straight, m1 = train(tokens, tmp_path, "straight", model=fresh())
     assert m1["history"]["train_loss"] == m2["history"]["train_loss"]
     assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(),
                                                   resumed.state_dict().values()))
 
 
-def test_non_finite_loss_stops_with_the_update_number(tokens, tmp_path, monkeypatch):
-    real = MinimalLLM.loss
-    calls = {"n": 0}
-
-    def nan_on_fifth(self, *args, **kwargs):
-        calls["n"] += 1
-        loss = real(self, *args, **kwargs)
-        return loss * float("nan") if calls["n"] == 5 else loss
-
-    monkeypatch.setattr(MinimalLLM, "loss", nan_on_fifth)
-    with pytest.raises(FloatingPointError, match="non-finite loss .* at update 3"):
-        train(tokens, tmp_path, "nan", eval_every=100)
+@pytest.mark.parametrize("optimizer, flag", [("muon", "--muon-lr"), ("adamw", "--adamw-lr")])
+def test_non_finite_loss_stops_with_the_update_number_and_the_right_advice(tokens, tmp_path,
+                                                                          optimizer, flag):
+    nan_on_fifth = fresh(lambda c: FaultyLoss(c, at_call=5, fault=lambda loss: loss * float("nan")),
+                         optimizer=optimizer)
+    with pytest.raises(FloatingPointError, match="non-finite loss .* at update 3") as error:
+        train(tokens, tmp_path, "nan", eval_every=100, model=nan_on_fifth, optimizer=optimizer)
+    assert flag in str(error.value) and "No checkpoint was saved yet" in str(error.value)
+    assert not (tmp_path / "nan" / "latest.pt").exists()
 
 
-def test_trainer_trains_with_the_fused_loss_not_full_logits(tokens, tmp_path, monkeypatch):
-    calls = {"loss": 0, "train_forward": 0}
-    real_loss, real_forward = MinimalLLM.loss, MinimalLLM.forward
+def test_non_finite_loss_names_the_checkpoint_that_exists(tokens, tmp_path):
+    nan_on_fifth = fresh(lambda c: FaultyLoss(c, at_call=5, fault=lambda loss: loss * float("nan")))
+    with pytest.raises(FloatingPointError) as error:
+        train(tokens, tmp_path, "nan", eval_every=1, model=nan_on_fifth)
+    best = tmp_path / "nan" / "best_model1.pt"
+    assert f"The last checkpoint, {best}, is kept" in str(error.value)
+    assert load_checkpoint(best)["step"] == 2
 
-    def counting_loss(self, *args, **kwargs):
-        calls["loss"] += 1
-        return real_loss(self, *args, **kwargs)
 
-    def counting_forward(self, *args, **kwargs):
-        calls["train_forward"] += self.training  # evaluation may build logits; training may not
-        return real_forward(self, *args, **kwargs)
+class CountingModel(MinimalLLM):
+    def __init__(self, config):
+        super().__init__(config)
+        self.calls = {"loss": 0, "train_forward": 0}
 
-    monkeypatch.setattr(MinimalLLM, "loss", counting_loss)
-    monkeypatch.setattr(MinimalLLM, "forward", counting_forward)
-    train(tokens, tmp_path, "fused", max_steps=3, eval_every=100)
-    assert calls == {"loss": 3 * TINY["gradient_accumulation_steps"], "train_forward": 0}
+    def loss(self, *args, **kwargs):
+        self.calls["loss"] += 1
+        return super().loss(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        self.calls["train_forward"] += self.training  # evaluation may build logits; training may not
+        return super().forward(*args, **kwargs)
+
+
+def test_trainer_trains_with_the_fused_loss_not_full_logits(tokens, tmp_path):
+    model = fresh(CountingModel)
+    train(tokens, tmp_path, "fused", max_steps=3, eval_every=100, model=model)
+    assert model.calls == {"loss": 3 * TINY["gradient_accumulation_steps"], "train_forward": 0}
+
+
+def test_a_model_of_another_shape_is_refused_by_train(tokens, tmp_path):
+    with pytest.raises(ValueError, match="d_model: model 64, config 128"):
+        train(tokens, tmp_path, "shape", model=fresh(d_model=64))
 
 
 def test_evaluation_is_token_weighted(tokens):
