@@ -8,13 +8,20 @@ __all__ = ['ConfigError', 'PretrainingConfig', 'check_config']
 
 import dataclasses
 import json
+import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
 class ConfigError(ValueError):
-    """A `PretrainingConfig` field breaks a rule; the message names the field and the fix."""
+    """A `PretrainingConfig` field breaks a rule; the message names the field and the fix.
+    `field` is the field's name (the shell turns it into its flag, `--max-steps`)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 # The fields that define the network itself (its weights' shapes and what it computes):
@@ -103,19 +110,39 @@ class PretrainingConfig:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """What is wrong with `value` for a field of type `hint` (int, float, bool, str, or one
+    of those or None), or None. bool is not an int here, and a float must be finite."""
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
+    optional = type(None) in typing.get_args(hint)
+    if value is None:
+        return None if optional else "must not be None"
+    kind = kinds[0]
+    if kind is bool and not isinstance(value, bool):
+        problem = "must be True or False"
+    elif kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        problem = "must be an integer"
+    elif kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))
+                            or not math.isfinite(value)):
+        problem = "must be a finite number"
+    elif kind is str and not isinstance(value, str):
+        problem = "must be a string"
+    else:
+        return None
+    return problem + (", or None" if optional else "")
+
+
 def check_config(config: PretrainingConfig) -> None:
     """The rules a config must follow; raises `ConfigError` naming the field and the fix."""
     def bad(name: str, rule: str) -> ConfigError:
-        return ConfigError(f"PretrainingConfig.{name}={getattr(config, name)!r}: {rule}")
+        return ConfigError(f"PretrainingConfig.{name}={getattr(config, name)!r}: {rule}", name)
 
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-            raise bad(f.name, "must be an integer")
-        if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise bad(f.name, "must be a number")
-        if f.type == "bool" and not isinstance(value, bool):
-            raise bad(f.name, "must be True or False")
+    for name, hint in typing.get_type_hints(type(config)).items():
+        problem = _type_problem(getattr(config, name), hint)
+        if problem:
+            raise bad(name, problem)
+    if not 0 <= config.seed < 2**32:
+        raise bad("seed", "must lie in 0 .. 2**32 - 1 (NumPy's generator takes no more)")
     for name in ("d_model", "n_heads", "n_layers", "d_ff", "n_kv_heads", "vocab_size",
                  "max_seq_len", "num_documents", "max_tokens", "builtin_vocab_size",
                  "batch_size", "max_steps", "gradient_accumulation_steps",

@@ -71,12 +71,16 @@ class MinimalLLM(nn.Module):
     Embedding -> n_layers decoder blocks -> final RMSNorm -> lm_head, whose
     weight is the embedding matrix (tied), or a matrix of its own with
     `tie_word_embeddings=False` (Qwen3-8B and larger). One RoPE table serves
-    every layer. Weights start from normal(0, 0.02), norm gains from 1. In eval mode it computes exactly what transformers'
-    Qwen3ForCausalLM computes with the same weights (see `qwenlib.to_hf`).
+    every layer. Weights start from normal(0, 0.02), norm gains from 1. In eval mode it
+    computes exactly what transformers' Qwen3ForCausalLM computes with the same weights
+    (see `qwenlib.to_hf`). `config` may also be a plain dict of its fields, as a
+    checkpoint stores it (`torch.load(path)["config"]`).
     """
 
-    def __init__(self, config: PretrainingConfig):
+    def __init__(self, config: PretrainingConfig | dict):
         super().__init__()
+        if isinstance(config, dict):
+            config = PretrainingConfig.from_dict(config)
         config.validate()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)

@@ -12,20 +12,34 @@ import numpy as np
 import torch
 
 
-def get_device(prefer: str | None = None) -> torch.device:
+def get_device(prefer: str | torch.device | None = None) -> torch.device:
     """The device every chapter uses: CUDA when present, else the CPU.
 
-    `prefer` ("cpu", "cuda", "cuda:1", ...) overrides the choice; asking for CUDA
-    on a machine without it is an error rather than a silent fallback.
+    `prefer` ("cpu", "cuda", "cuda:1", "mps") overrides the choice; a device this machine
+    does not have is a `ValueError` saying what to use instead, never a silent fallback.
     """
-    if prefer is not None:
+    if prefer is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
         device = torch.device(prefer)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {prefer!r} was asked for but CUDA is not available; "
-                               "use prefer='cpu' or run on a GPU machine (in Colab: "
-                               "Runtime > Change runtime type > T4 GPU)")
-        return device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {str(prefer)!r} is not one qwenlib can use: give \"cpu\", "
+                         "\"cuda\", \"cuda:N\" (the N-th GPU) or \"mps\" (Apple)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(prefer)!r} was asked for but this machine has no CUDA GPU "
+                         "that PyTorch can use; use device \"cpu\" (from a shell: --device cpu) "
+                         "or run on a GPU machine (in Colab: Runtime > Change runtime type > "
+                         "T4 GPU)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {str(prefer)!r} was asked for but this machine has "
+                         f"{torch.cuda.device_count()} GPU(s), cuda:0 .. "
+                         f"cuda:{torch.cuda.device_count() - 1}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(prefer)!r} (Apple's GPU) is not available here; use "
+                         "device \"cpu\" (from a shell: --device cpu)")
+    return device
 
 
 def seed_everything(seed: int) -> None:

@@ -15,6 +15,7 @@ __all__ = [
     'save_checkpoint',
     'remove_stale_temp_files',
     'load_checkpoint',
+    'require_entries',
     'load_model',
     'BatchStream',
     'StopRequest',
@@ -41,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from qwenlib.config import ARCHITECTURE_FIELDS, PretrainingConfig
+from qwenlib.config import ARCHITECTURE_FIELDS, ConfigError, PretrainingConfig
 from qwenlib.model import MinimalLLM, check_token_ids
 from qwenlib.muon import setup_optimizers
 from qwenlib.runtime import get_device, seed_everything, training_dtype
@@ -167,7 +168,10 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 
     The data goes to a temporary file in the same folder, is flushed to disk,
     and only then renamed over `path`: an interrupted or failed save leaves the
-    previous checkpoint at `path` untouched.
+    previous checkpoint at `path` untouched. The weights are also reachable as
+    `model_state_dict` (the name the original package's snippets use; the same
+    tensors, stored once), and the config is a plain dict of its fields, so
+    `MinimalLLM(torch.load(path)["config"])` works without qwenlib's loader.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,9 +179,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes private files; a checkpoint is ordinary
+    alias = {"model_state_dict": state["model"]} if "model" in state else {}
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": CHECKPOINT_FORMAT, **state, "checksum": checksum(state)}, f)
+            torch.save({"format": CHECKPOINT_FORMAT, **state, **alias,
+                        "checksum": checksum(state)}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -185,7 +191,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    (path.parent / "config.json").write_text(state["config"] + "\n", encoding="utf-8")
+    config = state["config"]
+    text = config if isinstance(config, str) else json.dumps(config, indent=1)
+    (path.parent / "config.json").write_text(text + "\n", encoding="utf-8")
     return path
 
 
@@ -203,37 +211,73 @@ def remove_stale_temp_files(folder: str | Path) -> list[Path]:
     return stale
 
 
+def _refused_object(error: Exception) -> str | None:
+    """The Python object that safe loading refused to rebuild, if that is why it failed."""
+    found = re.search(r"unsupported global:?\s+(?:GLOBAL\s+)?([\w.]+)", str(error), re.IGNORECASE)
+    return found[1] if found else None
+
+
+def _load_failure(error: Exception) -> str:
+    """torch.load's reason in a few words, without its advice to load unsafely."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()
+             and "weights_only" not in line and "Re-running" not in line
+             and "documentation" not in line]
+    return f"{type(error).__name__}: {lines[0][:160]}" if lines else type(error).__name__
+
+
+def _saved_config(path: Path, raw: Any) -> PretrainingConfig:
+    """The config a checkpoint stores: a dict of fields (a JSON string in older files)."""
+    try:
+        values = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: its config is not valid JSON ({e})") from None
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path}: its config is a {type(values).__name__}, not a dict of "
+                              "PretrainingConfig fields")
+    try:
+        return PretrainingConfig.from_dict(values)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its config is not usable: {e}") from None
+
+
 def load_checkpoint(path: str | Path, config: PretrainingConfig | None = None) -> dict[str, Any]:
     """Read a checkpoint safely (`weights_only=True`: tensors and plain data, no code).
 
-    With `config`, the checkpoint's model shape must match it; the error names
-    every field that differs.
+    Every problem is a `CheckpointError` naming the file: missing, unreadable, carrying
+    code, corrupted since it was saved, without a usable config. With `config`, the
+    checkpoint's model shape must match it; the error names every field that differs.
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file" if path.is_dir()
+                              else f"{path}: no such checkpoint file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found:
-            raise CheckpointError(f"{path} contains pickled Python objects ({found[1]}), which "
-                                  "safe loading refuses because unpickling can run code. Only "
-                                  "checkpoints of tensors and plain data (as qwenlib writes "
-                                  "them) can be loaded.") from None
+        refused = _refused_object(e)
+        if refused:
+            raise CheckpointError(f"{path} carries pickled Python code or objects ({refused}), "
+                                  "not only tensors and plain data; safe loading refuses it, "
+                                  "because unpickling can run code. qwenlib loads only "
+                                  "checkpoints of tensors and plain data, as it writes them") from None
         raise CheckpointError(f"{path} is not a readable checkpoint: the file is truncated or "
-                              f"corrupt ({type(e).__name__}: {str(e)[:200]})") from None
+                              f"corrupt ({_load_failure(e)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a qwenlib checkpoint (no '{CHECKPOINT_FORMAT}' "
                               "marker); a plain state_dict can be loaded with "
                               "model.load_state_dict(torch.load(path, weights_only=True))")
     stored = state.pop("checksum", None)  # checkpoints from before checksums have none
     state.pop("format")
-    if stored is not None and stored != checksum(state):
+    alias = state.pop("model_state_dict", None)  # the same weights as "model" (save_checkpoint)
+    if (stored is not None and stored != checksum(state)) or \
+            (alias is not None and alias is not state.get("model")):
         raise CheckpointError(f"{path} is corrupted: its contents no longer match the checksum "
                               "stored when it was saved (the file changed on disk); use an "
                               "earlier checkpoint")
-    saved = PretrainingConfig.from_dict(json.loads(state["config"]))
+    if "config" not in state:
+        raise CheckpointError(f"{path} has no 'config' entry, so the model's shape is unknown; "
+                              "it was not written by qwenlib's save_checkpoint")
+    saved = _saved_config(path, state["config"])
     if config is not None:
         differ = [f"{f}: checkpoint {getattr(saved, f)!r}, config {getattr(config, f)!r}"
                   for f in _ARCHITECTURE if getattr(saved, f) != getattr(config, f)]
@@ -244,11 +288,26 @@ def load_checkpoint(path: str | Path, config: PretrainingConfig | None = None) -
     return state
 
 
+def require_entries(path: str | Path, state: dict[str, Any], names, purpose: str) -> None:
+    """A `CheckpointError` naming the entries of `names` that `state` lacks for `purpose`."""
+    missing = [name for name in names if name not in state]
+    if missing:
+        raise CheckpointError(f"{path} has no {', '.join(repr(m) for m in missing)} "
+                              f"entr{'y' if len(missing) == 1 else 'ies'}, needed {purpose}")
+
+
 def load_model(path: str | Path, device: torch.device | str | None = None) -> MinimalLLM:
     """The model stored in a checkpoint, in eval mode."""
     state = load_checkpoint(path)
+    require_entries(path, state, ["model"], "to build the model")
     model = MinimalLLM(state["config"])
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = str(e).strip().splitlines()
+        detail = "; ".join(line.strip() for line in first[1:4]) or (first[0] if first else "")
+        raise CheckpointError(f"{path}: its weights do not fit the model its config describes "
+                              f"({detail[:300]})") from None
     return model.to(get_device(None if device is None else str(device))).eval()
 
 
@@ -572,6 +631,8 @@ class PretrainingTrainer:
         generators) once it is known to continue this run; returns its data position."""
         c = self.config
         saved = load_checkpoint(path, c)
+        require_entries(path, saved, ["model", "optimizers", "scaler", "step", "best_val_loss",
+                                      "history", "data", "rng"], "to resume training")
         warning = check_resume(c, path, saved, allow_data_change)
         if warning:
             self._say(warning)
@@ -680,7 +741,7 @@ class PretrainingTrainer:
         """A checkpoint of the run at its last boundary (only the main process writes)."""
         path = Path(self.config.output_dir) / name
         if self.is_main:
-            save_checkpoint(path, {"config": json.dumps(self.config.to_dict()),
+            save_checkpoint(path, {"config": self.config.to_dict(),
                                    "model": run.model.state_dict(),
                                    "optimizers": [o.state_dict() for o in run.optimizers],
                                    "scaler": run.scaler.state_dict(), **run.state.state_dict()})

@@ -131,7 +131,7 @@ def test_checkpoints_load_with_weights_only_and_hold_everything(tokens, tmp_path
 def test_pickle_bearing_file_is_refused_with_a_clear_message(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": "qwenlib-checkpoint", "payload": io.StringIO("code")}, path)
-    with pytest.raises(CheckpointError, match=r"evil.pt contains pickled Python objects \(_io.StringIO\)"):
+    with pytest.raises(CheckpointError, match=r"evil.pt carries pickled Python code or objects \(_io.StringIO\)"):
         load_checkpoint(path)
 
 
