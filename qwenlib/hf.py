@@ -241,29 +241,48 @@ def from_pretrained(name_or_folder: str | Path, dtype: torch.dtype | None = None
     return model.eval(), tokenizer, config
 
 
-def _is_hf_export(folder: Path) -> bool:
-    """True for a folder an earlier `save_hf` wrote: a transformers config.json (it
-    names a `model_type`; qwenlib's own config.json does not) and no checkpoints."""
+EXPORT_MARKER = "qwenlib_export.json"  # save_hf's list of the files it wrote
+
+
+def _files_in(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
+
+
+def _check_export_folder(folder: Path) -> None:
+    """Refuse a folder that holds anything save_hf did not write there itself: a new or
+    empty folder is fine, and so is an earlier export, as long as it holds only the files
+    its marker lists."""
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} is a file, not a folder; give save_hf (from a shell: "
+                              "export --output-dir) a new or empty folder")
+    if not folder.exists() or not any(folder.iterdir()):
+        return
     try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return "model_type" in config and not any(folder.glob("*.pt"))
+        ours = set(json.loads((folder / EXPORT_MARKER).read_text(encoding="utf-8"))["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        ours = set()
+    others = [name for name in _files_in(folder) if name not in ours | {EXPORT_MARKER}]
+    others += [p.name + "/" for p in folder.iterdir() if p.is_dir() and not any(p.rglob("*"))]
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise FileExistsError(f"{folder} holds files that an export of qwenlib did not write "
+                              f"({shown}); save_hf replaces only its own files, so give it a new "
+                              "or empty folder (from a shell: export --output-dir)")
 
 
 def save_hf(model: MinimalLLM, tokenizer, folder: str | Path) -> Path:
     """Write `folder` so that transformers alone can load the model and its tokenizer.
 
     It holds `to_hf(model).save_pretrained` (config.json, model.safetensors,
-    generation_config.json) and `tokenizer.save_pretrained`, with the tokenizer's
-    end-of-text token as `eos_token_id`, so `generate` stops where
-    `qwenlib.generate_text` stops. The files are written beside `folder` and renamed
-    into place: an export that fails half way leaves an earlier export as it was.
+    generation_config.json), `tokenizer.save_pretrained`, with the tokenizer's
+    end-of-text token as `eos_token_id` (so `generate` stops where
+    `qwenlib.generate_text` stops), and `qwenlib_export.json`, the list of those files.
+    The folder must be new, empty, or an earlier export holding nothing else: save_hf
+    never removes a file it did not write. The files are written beside `folder` and
+    renamed into place: an export that fails half way leaves an earlier export as it was.
     """
     folder = Path(folder)
-    if folder.exists() and any(folder.iterdir()) and not _is_hf_export(folder):
-        raise FileExistsError(f"{folder} exists and is not a transformers model folder; "
-                              "give save_hf a new or empty folder")
+    _check_export_folder(folder)
     hf = to_hf(model)
     eos = getattr(tokenizer, "eos_token_id", None)
     if eos is not None:
@@ -274,6 +293,8 @@ def save_hf(model: MinimalLLM, tokenizer, folder: str | Path) -> Path:
     try:
         hf.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        marker = {"format": "qwenlib-export", "files": _files_in(staging)}
+        (staging / EXPORT_MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
         if folder.exists():
             old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
             folder.rename(old / folder.name)
