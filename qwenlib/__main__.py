@@ -9,13 +9,17 @@ Hand-written (the exporter never touches this file).
     python -m qwenlib export --checkpoint PATH --output-dir DIR   a folder transformers loads
 
 Every field of ``PretrainingConfig`` is a flag: ``gradient_accumulation_steps``
-is ``--gradient-accumulation-steps``.
+is ``--gradient-accumulation-steps``. A bad value, a broken file or a full disk is one
+``error: ...`` line (exit code 2 for bad input, 1 for other failures); ``--debug`` (or
+``QWENLIB_DEBUG=1``) shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -68,56 +72,60 @@ def cmd_data(config: PretrainingConfig) -> int:
     return 0
 
 
-def _load_tokenizer(checkpoint: Path, config: PretrainingConfig):
-    """The tokenizer `train` saved beside the checkpoint, else the data cache's."""
-    folder = checkpoint.parent / "tokenizer"
-    if folder.is_dir():
-        from transformers import AutoTokenizer
+def _load_tokenizer(checkpoint: Path, given: str | None):
+    """The tokenizer `train` saved beside the checkpoint, or the one given with --tokenizer.
+    Never a substitute: another tokenizer would decode the ids into other text."""
+    folder = Path(given) if given else checkpoint.parent / "tokenizer"
+    if not folder.is_dir():
+        if given:
+            raise FileNotFoundError(f"--tokenizer {given}: no such folder")
+        raise FileNotFoundError(f"{folder} is missing: it holds the tokenizer that {checkpoint} "
+                                "was trained with (train writes it beside the checkpoints); "
+                                "pass that tokenizer's folder with --tokenizer DIR")
+    from transformers import AutoTokenizer
+    try:
         return AutoTokenizer.from_pretrained(folder)
-    from qwenlib.data import load_and_cache_data
-    print(f"(no {folder}: taking the tokenizer from the data of the checkpoint's config)",
-          file=sys.stderr)
-    return load_and_cache_data(config, verbose=False)[1]
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(f"{folder} holds no tokenizer that transformers can load "
+                                f"({str(e).splitlines()[0][:200]}); pass one with --tokenizer DIR") from None
+
+
+def _check_vocabulary(model, tokenizer, folder: str) -> None:
+    if len(tokenizer) > model.config.vocab_size:
+        raise ValueError(f"the tokenizer in {folder} has {len(tokenizer):,} tokens but the model "
+                         f"only {model.config.vocab_size:,} rows: it is not the model's tokenizer")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from qwenlib.generation import stream_text
-    from qwenlib.training import CheckpointError, load_model
+    from qwenlib.generation import check_sampling, stream_text
+    from qwenlib.training import load_model
 
+    check_sampling(args.temperature, args.top_k, args.top_p, args.max_length, args.seed)
+    model = load_model(args.checkpoint, args.device)
+    tokenizer = _load_tokenizer(Path(args.checkpoint), args.tokenizer)
+    _check_vocabulary(model, tokenizer, args.tokenizer or "the checkpoint's folder")
+    pieces = stream_text(model, tokenizer, args.prompt, args.max_length, args.temperature,
+                         args.top_k, args.top_p, args.seed)
     try:
-        model = load_model(args.checkpoint, args.device)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    tokenizer = _load_tokenizer(Path(args.checkpoint), model.config)
-    try:
-        pieces = stream_text(model, tokenizer, args.prompt, args.max_length, args.temperature,
-                             args.top_k, args.top_p, args.seed)
         print(args.prompt, end="", flush=True)
         for piece in pieces:
             print(piece, end="", flush=True)
-    except ValueError as e:
-        print(f"\nerror: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:  # Ctrl-C: keep what was printed, end the line
+        print(flush=True)
+        print("(stopped by Ctrl-C)", file=sys.stderr)
+        return 130
     print()
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from qwenlib.hf import save_hf
-    from qwenlib.training import CheckpointError, load_model
+    from qwenlib.training import load_model
 
-    try:
-        model = load_model(args.checkpoint, "cpu")
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    tokenizer = _load_tokenizer(Path(args.checkpoint), model.config)
-    try:
-        folder = save_hf(model, tokenizer, args.output_dir)
-    except FileExistsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    model = load_model(args.checkpoint, "cpu")
+    tokenizer = _load_tokenizer(Path(args.checkpoint), args.tokenizer)
+    _check_vocabulary(model, tokenizer, args.tokenizer or "the checkpoint's folder")
+    folder = save_hf(model, tokenizer, args.output_dir)
     print(f"wrote {folder}: load it with transformers' AutoModelForCausalLM.from_pretrained"
           f"('{folder}') and AutoTokenizer.from_pretrained('{folder}')")
     return 0
@@ -127,7 +135,7 @@ def cmd_train(config: PretrainingConfig, resume: str | None = None,
               timeout_s: float = 600.0, allow_data_change: bool = False) -> int:
     from qwenlib.data import load_and_cache_data, make_dataloaders
     from qwenlib.distributed import DistributedTrainer, init_distributed
-    from qwenlib.training import CheckpointError, PretrainingTrainer
+    from qwenlib.training import PretrainingTrainer
 
     rank, world_size, device = init_distributed(timeout_s)  # (0, 1, ...) without torchrun
     try:
@@ -145,9 +153,6 @@ def cmd_train(config: PretrainingConfig, resume: str | None = None,
         try:
             model, metrics = trainer.train(train_loader, val_loader, resume_from=resume,
                                            allow_data_change=allow_data_change)
-        except CheckpointError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
         except RuntimeError as e:
             if world_size == 1:
                 raise
@@ -179,7 +184,9 @@ def cmd_train(config: PretrainingConfig, resume: str | None = None,
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: data, train, generate, export."""
-    parser = argparse.ArgumentParser(prog="python -m qwenlib", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m qwenlib", description=__doc__.splitlines()[0],
+                                     epilog="--debug (anywhere) or QWENLIB_DEBUG=1: show the "
+                                     "traceback of an error instead of its one line")
     commands = parser.add_subparsers(dest="command", required=True)
     add_config_flags(commands.add_parser("data", help="prepare and cache the data, print its statistics"))
     train = commands.add_parser("train", help="train a model (chapter 7's PretrainingTrainer)")
@@ -203,18 +210,68 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float, default=0.9, help="1 = no limit (default 0.9)")
     gen.add_argument("--seed", type=int, default=None, help="makes sampling repeatable")
     gen.add_argument("--device", default=None, help="cpu, cuda, ... (default: the best available)")
+    gen.add_argument("--tokenizer", default=None, metavar="DIR",
+                     help="the tokenizer's folder (default: the tokenizer/ folder train wrote "
+                     "beside the checkpoint)")
     export = commands.add_parser("export", help="write a checkpoint as a folder transformers "
                                  "loads (Qwen3ForCausalLM + tokenizer)")
     export.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="a checkpoint written by train, e.g. models/best_model1.pt")
     export.add_argument("--output-dir", required=True, metavar="DIR",
                         help="the folder to write (new, empty, or an earlier export)")
+    export.add_argument("--tokenizer", default=None, metavar="DIR",
+                        help="the tokenizer's folder (default: the tokenizer/ folder train "
+                        "wrote beside the checkpoint)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+_GENERATE_FLAGS = ("max_length", "temperature", "top_k", "top_p", "seed")
+
+
+def for_the_shell(message: str) -> str:
+    """A library message as a shell user reads it: the fields and parameters it names
+    become their flags (`PretrainingConfig.max_steps=0: ...` -> `--max-steps 0: ...`,
+    `top_k must be ...` -> `--top-k must be ...`)."""
+    names = {f.name for f in dataclasses.fields(PretrainingConfig)} | set(_GENERATE_FLAGS)
+
+    def flag(match: re.Match) -> str:
+        name, after = match[1], match[2]
+        if name not in names:
+            return match[0]
+        return "--" + name.replace("_", "-") + (" " if after == "=" else after)
+
+    message = re.sub(r"PretrainingConfig\.(\w+)(=)", flag, message)
+    return re.sub(r"(?<![\w.-])([a-z][a-z0-9_]*)(=| must\b)", flag, message)
+
+
+def _ours(error: BaseException) -> bool:
+    """True for the errors a user can fix: bad values, broken or missing files, a full or
+    read-only disk, a run that diverged, a device or memory that is not there. Other
+    exceptions are bugs, and keep their traceback."""
+    import torch
+
+    if isinstance(error, (ValueError, OSError, FloatingPointError, torch.OutOfMemoryError)):
+        return True
+    frame = error.__traceback__  # raised by qwenlib's own code
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    here = str(Path(__file__).resolve().parent)
+    return frame is not None and frame.tb_frame.f_code.co_filename.startswith(here)
+
+
+def _one_line(error: BaseException) -> str:
+    import torch
+
+    if isinstance(error, torch.OutOfMemoryError):
+        return ("out of memory on the device: lower --batch-size (raise "
+                "--gradient-accumulation-steps to keep the tokens per update) or --max-seq-len")
+    if isinstance(error, OSError) and error.strerror and getattr(error, "filename", None):
+        return f"{error.filename}: {error.strerror}"
+    text = " ".join(str(error).split()) or type(error).__name__
+    return for_the_shell(text)
+
+
+def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "generate":
         return cmd_generate(args)
     if args.command == "export":
@@ -222,10 +279,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
     except ConfigError as e:
-        parser.error(str(e))
+        parser.error(for_the_shell(str(e)))
     if args.command == "train":
         return cmd_train(config, args.resume, args.dist_timeout, args.allow_data_change)
     return cmd_data(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("QWENLIB_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run_command(parser, args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("\nstopped by Ctrl-C", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if debug or not _ours(error):
+            raise
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return 2 if isinstance(error, ValueError) else 1
 
 
 if __name__ == "__main__":

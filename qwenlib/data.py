@@ -21,6 +21,7 @@ __all__ = [
 ]
 
 import ast
+import contextlib
 import functools
 import hashlib
 import json
@@ -210,27 +211,56 @@ def cache_path(config: PretrainingConfig, source: str) -> Path:
     return Path(config.cache_dir).expanduser() / name
 
 
+def _tokens_problem(tokens: np.ndarray, meta: dict[str, Any], texts, tokenizer) -> str | None:
+    """Why cached ids cannot be the tokenized texts, or None: the wrong type or shape, ids
+    outside the tokenizer, another checksum or count than meta.json's, or a start that is
+    not the first document's encoding."""
+    if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer) or len(tokens) == 0:
+        return f"tokens.npy holds a {tokens.dtype} array of shape {tokens.shape}, not 1-D integer ids"
+    if len(tokens) != meta.get("num_tokens"):
+        return f"tokens.npy has {len(tokens):,} ids, meta.json says {meta.get('num_tokens')}"
+    if tokens.min() < 0 or tokens.max() >= len(tokenizer):
+        return (f"its ids span {tokens.min()} .. {tokens.max()}, outside the tokenizer's "
+                f"{len(tokenizer):,} tokens")
+    digest = hashlib.sha256(np.ascontiguousarray(tokens, dtype=np.int64).tobytes()).hexdigest()
+    if meta.get("tokens_sha256", digest) != digest:
+        return "tokens.npy no longer matches the checksum in meta.json"
+    first = tokenize_documents(texts[:1], tokenizer, min(len(tokens), 4096)) if texts else []
+    if not np.array_equal(tokens[:len(first)], first):
+        return "its ids are not the encoding of its texts by its tokenizer"
+    return None
+
+
 def _read_cache(path: Path, key: dict[str, Any]):
-    """(texts, tokenizer, tokens) from a cache folder, or None if absent or unusable."""
+    """(texts, tokenizer, tokens) from a cache folder, or None if absent or unusable
+    (then it says why, and the caller rebuilds it)."""
     from transformers import AutoTokenizer
 
     if not (path / "meta.json").exists():
         return None
     try:
         meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError(f"meta.json holds a {type(meta).__name__}, not a JSON object")
+        if meta.get("key") != key:
+            raise ValueError("its meta.json describes other settings")
         tokens = np.load(path / "tokens.npy", allow_pickle=False)
         texts = json.loads((path / "texts.json").read_text(encoding="utf-8"))
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise ValueError("texts.json is not a list of documents")
         tokenizer = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
-        if meta.get("key") != key or len(tokens) != meta.get("num_tokens"):
-            raise ValueError("its contents do not match its meta.json")
-    except (OSError, ValueError, KeyError) as e:
+        problem = _tokens_problem(tokens, meta, texts, tokenizer)
+        if problem:
+            raise ValueError(problem)
+    except (OSError, ValueError, KeyError, TypeError) as e:
         print(f"data: the cache in {path} is unusable ({e}); rebuilding it")
         return None
-    return texts, tokenizer, tokens
+    return texts, tokenizer, tokens.astype(np.int64, copy=False)
 
 
-def _write_cache(path: Path, key: dict[str, Any], texts, tokenizer, tokens) -> None:
-    """Write the cache folder atomically: a temporary folder, renamed when complete."""
+def _write_cache(path: Path, key: dict[str, Any], texts, tokenizer, tokens) -> bool:
+    """Write the cache folder atomically: a temporary folder, renamed when complete.
+    Returns False if another process wrote the same cache first (its copy is kept)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
@@ -239,14 +269,23 @@ def _write_cache(path: Path, key: dict[str, Any], texts, tokenizer, tokens) -> N
         (tmp / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
         meta = {"key": key, "num_tokens": len(tokens), "num_documents": len(texts),
                 "num_characters": sum(map(len, texts)), "tokenizer_size": len(tokenizer),
+                "tokens_sha256": hashlib.sha256(tokens.astype(np.int64).tobytes()).hexdigest(),
                 "created": time.strftime("%Y-%m-%d %H:%M:%S")}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
+        if path.exists():  # an unusable cache (the caller found it so): set it aside first
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, old / "cache")
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if not path.is_dir():
+                raise
+            return False  # a concurrent build renamed its folder into place first
+        return True
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _fetch(config: PretrainingConfig, source: str):
@@ -280,7 +319,10 @@ def _load_or_build(config: PretrainingConfig, source: str):
         raise ValueError(f"the tokenizer has {len(tokenizer):,} tokens but vocab_size="
                          f"{config.vocab_size:,}; set vocab_size to at least {len(tokenizer):,}")
     tokens = tokenize_documents(texts, tokenizer, config.max_tokens)
-    _write_cache(path, key, texts, tokenizer, tokens)
+    if not _write_cache(path, key, texts, tokenizer, tokens):
+        winner = _read_cache(path, key)  # another process built the same cache meanwhile
+        if winner is not None:
+            return (*winner, path, True)
     return texts, tokenizer, tokens, path, False
 
 
@@ -381,6 +423,11 @@ def make_dataloaders(config: PretrainingConfig, tokens) -> tuple[DataLoader, Dat
     shuffled by a generator seeded with `config.seed`. Validation: the tail in
     windows of stride `max_seq_len`, so each held-out token is scored once.
     """
+    largest = int(torch.as_tensor(tokens).max()) if len(tokens) else 0
+    if largest >= config.vocab_size:
+        raise ValueError(f"the token ids go up to {largest:,} but vocab_size={config.vocab_size:,} "
+                         "gives the model rows for ids below it only; set vocab_size to at least "
+                         "the tokenizer's size (len(tokenizer))")
     train_tokens, val_tokens = split_tokens(tokens, config.val_fraction, config.max_seq_len)
     train_set = TextTokenDataset(train_tokens, config.max_seq_len)
     val_set = TextTokenDataset(val_tokens, config.max_seq_len, stride=config.max_seq_len)

@@ -14,23 +14,39 @@ __all__ = [
     'generate_batch',
 ]
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 
 
+MAX_NEW_TOKENS = 100_000  # the most tokens one call generates: a long book's worth
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_sampling(temperature: float, top_k: int | None, top_p: float,
-                   max_new_tokens: int) -> None:
-    """Raise a clear error for sampling settings that make no sense."""
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
+                   max_new_tokens: int, seed: int | None = None) -> None:
+    """Raise a clear `ValueError` for sampling settings that make no sense: each message
+    starts with the parameter's name (the shell shows it as its flag, `--top-k`)."""
+    if not _is_number(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature!r}")
+    if top_k is not None and (not _is_whole(top_k) or top_k < 0):
         raise ValueError(f"top_k must be a whole number >= 0 (0 or None: no limit), got {top_k!r}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must lie in (0, 1] (1: no limit), got {top_p}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens <= 0:
-        raise ValueError(f"max_length (new tokens) must be a whole number > 0, got {max_new_tokens!r}")
+    if not _is_number(top_p) or not 0 < top_p <= 1:
+        raise ValueError(f"top_p must lie in (0, 1] (1: no limit), got {top_p!r}")
+    if not _is_whole(max_new_tokens) or not 0 < max_new_tokens <= MAX_NEW_TOKENS:
+        raise ValueError(f"max_length must be a whole number of new tokens from 1 to "
+                         f"{MAX_NEW_TOKENS:,}, got {max_new_tokens!r}")
+    if seed is not None and (not _is_whole(seed) or not 0 <= seed < 2**64):
+        raise ValueError(f"seed must be a whole number from 0 to 2**64 - 1, or None, got {seed!r}")
 
 
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
@@ -83,7 +99,7 @@ def generate_ids(model, input_ids: torch.Tensor, max_new_tokens: int, temperatur
     what `use_cache=False` does at every step. Stops early when every row has
     produced `eos_token_id` (rows that finished keep yielding it).
     """
-    check_sampling(temperature, top_k, top_p, max_new_tokens)
+    check_sampling(temperature, top_k, top_p, max_new_tokens, seed)
     window = model.config.max_seq_len
     if input_ids.dim() != 2 or input_ids.shape[1] == 0:
         raise ValueError(f"input_ids must be (batch, length) with length >= 1, got {tuple(input_ids.shape)}")

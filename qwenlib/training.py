@@ -582,6 +582,7 @@ class PretrainingTrainer:
         except KeyboardInterrupt:  # a second Ctrl-C, or Ctrl-C outside the main thread
             self._stop_at_once(run)
         except Exception as error:
+            _quietly(run.bar.close)
             lost = self._lost_contact(error)
             if lost is None:
                 raise

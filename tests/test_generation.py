@@ -116,7 +116,16 @@ def test_a_batch_of_prompts_gives_what_each_prompt_gives_alone(model_and_tokeniz
     (dict(top_p=0.0), "top_p must lie in"),
     (dict(top_p=1.5), "top_p must lie in"),
     (dict(top_k=-1), "top_k must be"),
-    (dict(temperature=-0.1), "temperature must be >= 0"),
+    (dict(temperature=-0.1), "temperature must be a finite number >= 0"),
+    (dict(temperature=float("inf")), "temperature must be a finite number"),
+    (dict(temperature=float("nan")), "temperature must be a finite number"),
+    (dict(top_p=float("nan")), "top_p must lie in"),
+    (dict(top_k=2.5), "top_k must be a whole number"),
+    (dict(top_k=True), "top_k must be a whole number"),
+    (dict(max_length=10**12), "max_length must be .* from 1 to 100,000"),
+    (dict(max_length=5.0), "max_length"),
+    (dict(seed=10**23), "seed must be a whole number"),
+    (dict(seed=-1), "seed must be a whole number"),
     (dict(prompt="word " * 100), "keep its last 32 tokens"),
 ])
 def test_bad_settings_get_a_clear_error(model_and_tokenizer, kwargs, words):
