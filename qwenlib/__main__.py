@@ -23,7 +23,7 @@ import re
 import sys
 from pathlib import Path
 
-from qwenlib.config import ConfigError, PretrainingConfig
+from qwenlib.config import PretrainingConfig
 
 
 def _parse_bool(text: str) -> bool:
@@ -41,6 +41,13 @@ def _parse_optional_int(text: str) -> int | None:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer or none, got {text!r}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (which flag, what is wrong, where the list is)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} ({self.prog} --help lists the flags)\n")
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -141,14 +148,15 @@ def cmd_train(config: PretrainingConfig, resume: str | None = None,
     try:
         if rank == 0:  # builds the cache; the other processes then read it
             _, tokenizer, tokens = load_and_cache_data(config)
+            train_loader, val_loader = make_dataloaders(config, tokens)  # checks, writes nothing
             tokenizer.save_pretrained(Path(config.output_dir) / "tokenizer")  # for `generate`
         if world_size > 1:
             import torch.distributed as dist
             dist.barrier()
             if rank > 0:
                 _, tokenizer, tokens = load_and_cache_data(config, verbose=False)
+                train_loader, val_loader = make_dataloaders(config, tokens)
             print(f"process {rank} of {world_size} on {device}", flush=True)
-        train_loader, val_loader = make_dataloaders(config, tokens)
         trainer = (DistributedTrainer if world_size > 1 else PretrainingTrainer)(config, device)
         try:
             model, metrics = trainer.train(train_loader, val_loader, resume_from=resume,
@@ -184,10 +192,10 @@ def cmd_train(config: PretrainingConfig, resume: str | None = None,
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: data, train, generate, export."""
-    parser = argparse.ArgumentParser(prog="python -m qwenlib", description=__doc__.splitlines()[0],
+    parser = _Parser(prog="python -m qwenlib", description=__doc__.splitlines()[0],
                                      epilog="--debug (anywhere) or QWENLIB_DEBUG=1: show the "
                                      "traceback of an error instead of its one line")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     add_config_flags(commands.add_parser("data", help="prepare and cache the data, print its statistics"))
     train = commands.add_parser("train", help="train a model (chapter 7's PretrainingTrainer)")
     train.add_argument("--resume", metavar="PATH", default=None,
@@ -271,15 +279,12 @@ def _one_line(error: BaseException) -> str:
     return for_the_shell(text)
 
 
-def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace) -> int:
     if args.command == "generate":
         return cmd_generate(args)
     if args.command == "export":
         return cmd_export(args)
-    try:
-        config = config_from_args(args)
-    except ConfigError as e:
-        parser.error(for_the_shell(str(e)))
+    config = config_from_args(args)  # a ConfigError is one line, naming the flag
     if args.command == "train":
         return cmd_train(config, args.resume, args.dist_timeout, args.allow_data_change)
     return cmd_data(config)
@@ -292,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return run_command(parser, args)
+        return run_command(args)
     except KeyboardInterrupt:
         if debug:
             raise

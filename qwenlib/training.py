@@ -117,7 +117,8 @@ def metrics_from_sums(sums: torch.Tensor) -> dict[str, float]:
     if count == 0:
         raise ValueError("the validation loader gave no batches; check val_fraction and max_tokens")
     loss = loss_sum / count
-    return {"val_loss": loss, "val_accuracy": correct / count, "val_perplexity": math.exp(loss)}
+    perplexity = math.exp(loss) if loss < 709 else math.inf  # exp overflows a float past ~709.78
+    return {"val_loss": loss, "val_accuracy": correct / count, "val_perplexity": perplexity}
 
 
 @torch.no_grad()
@@ -191,9 +192,10 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    config = state["config"]
-    text = config if isinstance(config, str) else json.dumps(config, indent=1)
-    (path.parent / "config.json").write_text(text + "\n", encoding="utf-8")
+    config = state.get("config")
+    if config is not None:
+        text = config if isinstance(config, str) else json.dumps(config, indent=1)
+        (path.parent / "config.json").write_text(text + "\n", encoding="utf-8")
     return path
 
 
@@ -411,6 +413,17 @@ def _quietly(write, *args, **kwargs) -> None:
         pass
 
 
+def _json_ready(value: Any) -> Any:
+    """`value` with every non-finite float (an infinite perplexity) as None: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
 def _rng_state() -> dict[str, Any]:
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
@@ -429,8 +442,8 @@ def check_resume(config: PretrainingConfig, path, state: dict[str, Any],
     saved = state["config"]
     if state["step"] > config.max_steps:
         raise CheckpointError(f"{path} is at update {state['step']}, past max_steps="
-                              f"{config.max_steps}: nothing is left to train; set max_steps "
-                              f"(--max-steps) above {state['step']} to continue it")
+                              f"{config.max_steps}: nothing is left to train; set max_steps="
+                              f"{state['step'] + 1} or more to continue it")
     differ = [f"{f}: checkpoint {getattr(saved, f)!r}, now {getattr(config, f)!r}"
               for f in DATA_FIELDS if getattr(saved, f) != getattr(config, f)]
     if differ and not allow_data_change:
@@ -779,7 +792,7 @@ class PretrainingTrainer:
         if self.is_main:
             out = Path(c.output_dir)
             out.mkdir(parents=True, exist_ok=True)
-            (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n",
+            (out / "metrics.json").write_text(json.dumps(_json_ready(metrics), indent=1) + "\n",
                                               encoding="utf-8")
         return metrics
 

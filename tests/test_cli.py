@@ -28,7 +28,8 @@ def test_data_command_prepares_the_cache_with_flags_from_the_config(tmp_path):
 def test_invalid_flag_values_name_the_field(tmp_path):
     result = run("data", "--d-model", "130", cwd=tmp_path)
     assert result.returncode == 2
-    assert "PretrainingConfig.d_model=130: must be divisible by n_heads=4" in result.stderr
+    assert result.stderr == ("error: --d-model 130: must be divisible by --n-heads 4 (each head "
+                             "gets d_model / n_heads channels); try --d-model 128, or set head_dim\n")
 
 
 def test_train_command_trains_saves_and_resumes(tmp_path):
@@ -52,7 +53,7 @@ def test_train_command_trains_saves_and_resumes(tmp_path):
     assert gen.stdout.startswith("The ") and len(gen.stdout) > len("The \n")
     bad = run("generate", "--checkpoint", checkpoint, "--prompt", "The ", "--top-p", "1.5",
               cwd=tmp_path)
-    assert bad.returncode == 2 and "top_p must lie in (0, 1]" in bad.stderr
+    assert bad.returncode == 2 and "error: --top-p must lie in (0, 1]" in bad.stderr
 
 
 def test_resume_from_a_bad_file_is_a_clear_error(tmp_path):
@@ -110,7 +111,8 @@ def test_resume_past_max_steps_or_on_other_data_is_one_clear_line(tmp_path):
     final = str(tmp_path / "models" / "final_model1.pt")
     past = run("train", *flags, "--max-steps", "2", "--resume", final, cwd=tmp_path)
     assert past.returncode == 2
-    assert past.stderr.strip().count("\n") == 0 and "past max_steps=2" in past.stderr
+    assert past.stderr.strip().count("\n") == 0 and "past --max-steps 2" in past.stderr
+    assert "set --max-steps 4 or more" in past.stderr
     other = run("train", *flags, "--max-steps", "4", "--num-documents", "50", "--resume", final,
                 cwd=tmp_path)
     assert other.returncode == 2 and "--allow-data-change" in other.stderr

@@ -57,7 +57,7 @@ def test_resume_on_other_data_is_refused_naming_the_fields_unless_allowed(tokens
 
 def test_resume_with_max_steps_below_the_saved_update_says_what_to_do(tokens, tmp_path):
     run(tokens, tmp_path, stop_after=4)
-    with pytest.raises(CheckpointError, match=r"at update 4, past max_steps=3.*--max-steps"):
+    with pytest.raises(CheckpointError, match=r"at update 4, past max_steps=3.*set max_steps=5 or more"):
         run(tokens, tmp_path, resume_from=tmp_path / "latest.pt", max_steps=3)
 
 
