@@ -169,3 +169,17 @@ def test_a_checkpoint_saved_during_an_evaluation_evaluates_again_on_resume(token
     assert m2["history"]["eval_step"] == [3, 6]
     assert m1["history"]["val_loss"] == m2["history"]["val_loss"]
     assert same_weights(straight, resumed)
+
+
+def test_the_training_state_round_trips_through_a_checkpoint(tokens, tmp_path):
+    from qwenlib.training import TrainingState
+
+    _, metrics = run(tokens, tmp_path, stop_after=4)
+    state = TrainingState()
+    state.load_state_dict(load_checkpoint(tmp_path / "latest.pt"))
+    assert state.step == 4 and state.history == metrics["history"]
+    assert state.best_val_loss == metrics["best_val_loss"] and state.evaluated() is False
+    again = TrainingState()
+    again.load_state_dict(state.state_dict())
+    assert again.state_dict().keys() == {"step", "best_val_loss", "history", "data", "rng"}
+    assert torch.equal(again.rng["torch"], state.rng["torch"]) and again.data == state.data
