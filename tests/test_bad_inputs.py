@@ -387,3 +387,15 @@ def test_the_original_packages_inference_snippet_runs_verbatim(trained, monkeypa
     torch.save({k: v for k, v in checkpoint.items() if k != "model_state_dict"}, single)
     size = (trained / "models" / "final_model1.pt").stat().st_size
     assert abs(size - len(single.getvalue())) < 4096, (size, len(single.getvalue()))
+
+
+def test_a_read_only_cache_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    cache = tmp_path / "cache"
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(cache))
+
+    monkeypatch.setattr(data.tempfile, "mkdtemp", refused)
+    line = one_error_line(capsys, ["data", "--max-tokens", "3000", "--max-seq-len", "32",
+                                   "--cache-dir", str(cache)], 1)
+    assert line == f"error: {cache}: Permission denied"
