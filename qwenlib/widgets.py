@@ -37,14 +37,16 @@ class GenerationWidget:
         self.model, self.tokenizer = model, tokenizer
         wide = W.Layout(width="95%")
         self.prompt = W.Textarea(value=prompt, description="Prompt", layout=W.Layout(width="95%", height="4em"))
+        labels = {"description_width": "7em"}  # ipywidgets' default width cuts "temperature"
         self.temperature = W.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05,
-                                         description="temperature", readout_format=".2f")
-        self.top_k = W.IntSlider(value=top_k, min=0, max=500, description="top-k")
+                                         description="temperature", readout_format=".2f",
+                                         style=labels)
+        self.top_k = W.IntSlider(value=top_k, min=0, max=500, description="top-k", style=labels)
         self.top_p = W.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05, description="top-p",
-                                   readout_format=".2f")
+                                   readout_format=".2f", style=labels)
         self.max_new_tokens = W.IntSlider(value=max_new_tokens, min=1, max=1000,
-                                          description="new tokens")
-        self.seed = W.IntText(value=seed, description="seed")
+                                          description="new tokens", style=labels)
+        self.seed = W.IntText(value=seed, description="seed", style=labels)
         self.generate_button = W.Button(description="Generate", button_style="primary", icon="play")
         self.stop_button = W.Button(description="Stop", icon="stop", disabled=True)
         self.output = W.HTML(layout=wide)
