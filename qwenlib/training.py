@@ -378,8 +378,8 @@ class StopRequest:
     """Signals during training. The first SIGINT (Ctrl-C, a notebook's interrupt button) or
     SIGTERM (what schedulers, `docker stop` and notebook runtimes send) asks training to stop
     at an update boundary, where a checkpoint matches the weights (the end of the current
-    update, or of the next one if the signal came during the optimizer step); a second
-    SIGINT stops at once (KeyboardInterrupt). Signals can only be caught in the main
+    update, or of the next one if the signal came during the optimizer step, and after the
+    evaluation if one is due there); a second SIGINT stops at once (KeyboardInterrupt). Signals can only be caught in the main
     thread: elsewhere Ctrl-C raises at once, as usual."""
 
     def __init__(self):
