@@ -9,9 +9,15 @@ STAMP  := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.browser-deps
 FLOORS ?= .venv-floors
 FLOORS_STAMP := $(FLOORS)/.installed
-# the library's tests that also run under the lowest declared versions (make test-floors)
+# the library's tests that also run under the lowest declared versions (make test-floors):
+# everything that touches transformers, tokenizers, datasets, numpy, tqdm or the widgets;
+# of the trainer (whose other tests exercise torch alone, which the floors do not vary)
+# a training run with its progress bar, a resume and the checkpoint format
 FLOOR_TESTS := tests/test_dependencies.py tests/test_model.py tests/test_generation.py \
-	tests/test_training.py tests/test_precision.py tests/test_data.py tests/test_qwen3_checkpoints.py \
+	tests/test_data.py tests/test_qwen3_checkpoints.py \
+	tests/test_training.py::test_resume_continues_bit_exact \
+	tests/test_training.py::test_checkpoints_load_with_weights_only_and_hold_everything \
+	tests/test_training.py::test_metrics_json_is_strict_json_even_before_any_evaluation \
 	tests/test_cli.py::test_exported_folder_generates_the_same_in_transformers_alone
 
 .PHONY: setup browser-deps train test test-floors gpu-check export check-export unit notebooks book bench clean
