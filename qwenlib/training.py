@@ -14,6 +14,7 @@ __all__ = [
     'checksum',
     'save_checkpoint',
     'remove_stale_temp_files',
+    'shape_differences',
     'load_checkpoint',
     'require_entries',
     'load_model',
@@ -242,6 +243,13 @@ def _saved_config(path: Path, raw: Any) -> PretrainingConfig:
         raise CheckpointError(f"{path}: its config is not usable: {e}") from None
 
 
+def shape_differences(a: PretrainingConfig, b: PretrainingConfig, a_name: str,
+                      b_name: str) -> list[str]:
+    """The architecture fields where two configs differ, as "field: a_name x, b_name y"."""
+    return [f"{f}: {a_name} {getattr(a, f)!r}, {b_name} {getattr(b, f)!r}"
+            for f in _ARCHITECTURE if getattr(a, f) != getattr(b, f)]
+
+
 def load_checkpoint(path: str | Path, config: PretrainingConfig | None = None) -> dict[str, Any]:
     """Read a checkpoint safely (`weights_only=True`: tensors and plain data, no code).
 
@@ -281,8 +289,7 @@ def load_checkpoint(path: str | Path, config: PretrainingConfig | None = None) -
                               "it was not written by qwenlib's save_checkpoint")
     saved = _saved_config(path, state["config"])
     if config is not None:
-        differ = [f"{f}: checkpoint {getattr(saved, f)!r}, config {getattr(config, f)!r}"
-                  for f in _ARCHITECTURE if getattr(saved, f) != getattr(config, f)]
+        differ = shape_differences(saved, config, "checkpoint", "config")
         if differ:
             raise CheckpointError(f"{path} holds a model of another shape; "
                                   + "; ".join(differ))
@@ -633,8 +640,7 @@ class PretrainingTrainer:
         return run
 
     def _checked(self, model: MinimalLLM) -> MinimalLLM:
-        differ = [f"{f}: model {getattr(model.config, f)!r}, config {getattr(self.config, f)!r}"
-                  for f in _ARCHITECTURE if getattr(model.config, f) != getattr(self.config, f)]
+        differ = shape_differences(model.config, self.config, "model", "config")
         if differ:
             raise ValueError("the model passed to train() has another shape than the "
                              "trainer's config; " + "; ".join(differ))
