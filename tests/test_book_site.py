@@ -82,7 +82,10 @@ def _page(doc: str) -> dict:
                                       if c["cell_type"] == "markdown"))
     figures = sum("image/png" in output.get("data", {})
                   for c in cells if c["cell_type"] == "code" for output in c.get("outputs", []))
-    return {"doc": doc, "notebook": True, "title": title, "figures": figures}
+    diagrams = sum("diagram" in c["metadata"].get("tags", []) and
+                   any("image/png" in o.get("data", {}) for o in c.get("outputs", []))
+                   for c in cells if c["cell_type"] == "code")
+    return {"doc": doc, "notebook": True, "title": title, "figures": figures, "diagrams": diagrams}
 
 
 PAGES = [_page(doc) for doc in _toc_files()]
@@ -220,7 +223,8 @@ def test_the_site_lists_every_chapter_and_the_reference_pages():
     docs = set(IDS)
     notebooks = {f"notebooks/{p.stem}" for p in (ROOT / "notebooks").glob("*.ipynb")}
     assert notebooks <= docs, f"notebooks missing from _toc.yml: {sorted(notebooks - docs)}"
-    for page in ("book/intro", "book/setup", "book/glossary", "book/performance", "book/qwenlib"):
+    for page in ("book/intro", "book/setup", "book/glossary", "book/performance", "book/qwenlib",
+                 "book/answers"):
         assert page in docs, f"{page} is not in _toc.yml"
 
 
@@ -248,6 +252,36 @@ def test_page_figures_are_rendered(visits, page):
     assert not broken, f"images that did not load: {broken}"
     assert len(images) >= page["figures"], (
         f"the source has {page['figures']} figures, the page shows {len(images)}")
+
+
+@pytest.mark.parametrize("page", NOTEBOOK_PAGES, ids=[p["doc"] for p in NOTEBOOK_PAGES])
+def test_chapter_page_shows_a_diagram_of_its_idea(visits, page):
+    """Every chapter draws at least one idea (not a measurement) in a cell tagged `diagram`,
+    whose code is hidden on the page and whose picture loads."""
+    assert page["diagrams"] >= 1, f"{page['doc']} has no cell tagged 'diagram' with a picture"
+    shown = visits[page["doc"]].page.eval_on_selector_all(
+        ".tag_diagram img", "els => els.map(e => e.complete && e.naturalWidth > 200)")
+    assert len(shown) == page["diagrams"] and all(shown), shown
+    code = visits[page["doc"]].page.locator(".tag_diagram .cell_input:visible")
+    assert code.count() == 0, "the drawing code should be hidden (tag hide-input)"
+
+
+def test_answers_page_answers_every_exercise(visits):
+    """Each exercise links to its answer; each checked one shows the tested solution's code."""
+    page = visits["book/answers"].page
+    anchors = set(page.eval_on_selector_all("article [id^='exercise-']", "els => els.map(e => e.id)"))
+    linked = set()
+    for notebook in (ROOT / "notebooks").glob("*.ipynb"):
+        for cell in json.loads(notebook.read_text())["cells"]:
+            text = "".join(cell["source"])
+            if cell["cell_type"] == "markdown" and text.startswith("**Exercise"):
+                label = re.search(r"\{ref\}`answer <(exercise-[\w-]+)>`", text)
+                assert label, f"{notebook.name}: an exercise without a link to its answer: {text[:60]}"
+                linked.add(label[1])
+    assert linked <= anchors, f"answers missing on the page: {sorted(linked - anchors)}"
+    from qwenlib import exercises
+    blocks = page.locator("article div.highlight-python").count()
+    assert blocks >= len(exercises.__all__), f"{blocks} code blocks for {len(exercises.__all__)} checks"
 
 
 @pytest.mark.parametrize("page", NOTEBOOK_PAGES, ids=[p["doc"] for p in NOTEBOOK_PAGES])

@@ -4,21 +4,22 @@ import pytest
 
 from conftest import ROOT
 from qwenlib import exercises
-from solutions import appendix_a, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10
+from solutions import appendix_a, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch09b, ch10
 
 EXERCISES = [
     (ch01, "check_num_windows", "num_windows"), (ch01, "check_make_pair", "make_pair"),
     (ch01, "check_honest_split", "split"),
-    (ch02, "check_rms_norm", "rms_norm"), (ch02, "check_layer_norm_via_rms", "layer_norm_via_rms"),
-    (ch03, "check_rotate_half", "rotate_half"), (ch03, "check_rope_angle", "angle"),
-    (ch04, "check_causal_mask", "causal_mask"), (ch04, "check_kv_cache_bytes", "kv_cache_bytes"),
+    (ch02, "check_fold_gain", "fold"), (ch02, "check_layer_norm_via_rms", "layer_norm_via_rms"),
+    (ch03, "check_interleaved_to_rotate_half", "convert"), (ch03, "check_rope_angle", "angle"),
+    (ch04, "check_kv_cache_bytes", "kv_cache_bytes"), (ch04, "check_tokens_that_fit", "tokens_that_fit"),
     (ch05, "check_swiglu", "swiglu"), (ch05, "check_count_parameters", "count_parameters"),
-    (ch06, "check_newton_schulz_step", "ns_step"), (ch06, "check_muon_split", "goes_to_muon"),
-    (ch07, "check_lr_schedule", "schedule"), (ch07, "check_accumulation", "train_step"),
-    (ch08, "check_top_p", "top_p_keep"), (ch08, "check_greedy_decode", "greedy_decode"),
+    (ch06, "check_singular_values_after_ns", "predict"), (ch06, "check_muon_split", "goes_to_muon"),
+    (ch07, "check_warmup_linear", "schedule"), (ch07, "check_accumulation", "train_step"),
+    (ch08, "check_top_k_keep", "top_k_keep"), (ch08, "check_greedy_decode", "greedy_decode"),
     (ch09, "check_early_stop", "early_stop"),
     (ch09, "check_bits_per_character", "bits_per_character"),
-    (ch10, "check_shard", "shard"), (ch10, "check_per_process_batch", "per_process_batch"),
+    (ch09b, "check_best_is_inside", "best_is_inside"), (ch09b, "check_crossing_update", "crossing"),
+    (ch10, "check_unshard", "unshard"), (ch10, "check_per_process_batch", "per_process_batch"),
     (appendix_a, "check_ce_logit_gradient", "ce_grad"),
     (appendix_a, "check_chunked_loss", "chunked_loss"),
 ]
@@ -29,6 +30,15 @@ IDS = [check for _, check, _ in EXERCISES]
 def test_check_accepts_the_right_answer(chapter, check, answer, capsys):
     assert getattr(exercises, check)(getattr(chapter, answer)) is True
     assert capsys.readouterr().out.startswith("✓")
+
+
+@pytest.mark.parametrize("chapter, check, answer", EXERCISES, ids=IDS)
+def test_check_accepts_right_answers_written_another_way(chapter, check, answer, capsys):
+    alternatives = chapter.ALTERNATIVE[answer]
+    assert alternatives, f"{chapter.__name__} has no other right answer for {answer}"
+    for right in alternatives:
+        assert getattr(exercises, check)(right) is True, capsys.readouterr().out
+        assert capsys.readouterr().out.startswith("✓")
 
 
 @pytest.mark.parametrize("chapter, check, answer", EXERCISES, ids=IDS)
@@ -56,5 +66,6 @@ def test_every_chapter_has_at_least_two_checked_exercises():
     for chapter, check, _ in EXERCISES:
         per_chapter.setdefault(chapter.__name__.split(".")[-1], []).append(check)
     for notebook in chapters:
-        key = "appendix_a" if notebook.stem.startswith("A1") else f"ch{notebook.stem[:2]}"
+        number = notebook.stem.split("_")[0]          # "01", "09b", "A1"
+        key = "appendix_a" if number == "A1" else f"ch{number}"
         assert len(per_chapter.get(key, [])) >= 2, f"{notebook.name} has {per_chapter.get(key)}"

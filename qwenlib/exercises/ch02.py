@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_rms_norm', 'check_layer_norm_via_rms']
+__all__ = ['check_fold_gain', 'check_layer_norm_via_rms']
 
 from typing import Callable
 
@@ -15,30 +15,29 @@ from qwenlib.exercises.ch01 import _call, _report
 from qwenlib.norm import RMSNorm
 
 
-def check_rms_norm(rms_norm: Callable) -> bool:
-    """Exercise 2.1: `rms_norm(x, weight, eps)` equals `RMSNorm`, fp16 inputs included."""
+def check_fold_gain(fold: Callable) -> bool:
+    """Exercise 2.1: `fold(gain, weight)` moves an RMSNorm's per-channel gain into the
+    weight of the nn.Linear that reads the norm's output."""
     torch.manual_seed(0)
-    cases = [torch.randn(3, 8), torch.randn(2, 5, 16) * 50,
-             (torch.randn(4, 8) * 200).half()]  # squares overflow fp16
-    for x in cases:
-        ref = RMSNorm(x.shape[-1]).to(x.dtype)  # a half-precision model has half gains
-        ref.weight.data = (torch.rand(x.shape[-1]) + 0.5).to(x.dtype)
-        want = ref(x)
-        got, error = _call(rms_norm, x, ref.weight.data, 1e-6)
+    for d_in, d_out in [(8, 8), (16, 40), (32, 12)]:
+        norm = RMSNorm(d_in)
+        norm.weight.data = torch.rand(d_in) * 2 + 0.1          # learned gains are not all 1
+        linear = torch.nn.Linear(d_in, d_out, bias=False)
+        x = torch.randn(5, d_in) * 3
+        want = linear(norm(x))
+        got, error = _call(fold, norm.weight.data.clone(), linear.weight.data.clone())
         if error:
             return _report(False, error)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            return _report(False, f"expected a tensor of shape {tuple(want.shape)}, got {got!r:.80}")
-        if got.dtype != want.dtype:
-            return _report(False, f"for a {x.dtype} input the output should be {want.dtype}, "
-                           f"got {got.dtype}: cast back to the input's dtype after computing "
-                           "in fp32, then apply the weight")
-        if not torch.allclose(got.float(), want.float(), atol=1e-3, rtol=1e-3) or \
-                not torch.isfinite(got).all():
-            return _report(False, f"wrong values for a {x.dtype} input of shape "
-                           f"{tuple(x.shape)}. Hint: divide by sqrt(mean(x**2) + eps) over the "
-                           "last dimension, in float32, then multiply by weight")
-    return _report(True, "rms_norm matches RMSNorm, fp16 included")
+        if not isinstance(got, torch.Tensor) or got.shape != linear.weight.shape:
+            return _report(False, f"fold should return a weight of shape {tuple(linear.weight.shape)}, "
+                           f"got {got!r:.80}")
+        plain = RMSNorm(d_in)                                  # the same norm with its gains at 1
+        have = plain(x) @ got.T
+        if not torch.allclose(have, want, atol=1e-5, rtol=1e-4):
+            return _report(False, f"with {d_in} input channels the outputs differ. Hint: the gain "
+                           "multiplies input channel j of the linear layer, and nn.Linear stores "
+                           "its weight as (out_features, in_features): which axis is j?")
+    return _report(True, "the folded weight gives the same outputs without the gain (3 shapes)")
 
 
 def check_layer_norm_via_rms(layer_norm: Callable) -> bool:

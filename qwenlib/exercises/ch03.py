@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_rotate_half', 'check_rope_angle']
+__all__ = ['check_interleaved_to_rotate_half', 'check_rope_angle']
 
 import math
 from typing import Callable
@@ -12,20 +12,63 @@ from typing import Callable
 import torch
 
 from qwenlib.exercises.ch01 import _call, _report
-from qwenlib.rope import rotate_half
+from qwenlib.rope import Rotary
 
 
-def check_rotate_half(fn: Callable) -> bool:
-    """Exercise 3.1: `rotate_half(x)` maps the halves (x1, x2) to (-x2, x1)."""
-    for x in (torch.arange(8.0), torch.randn(2, 3, 16)):
-        got, error = _call(fn, x)
-        if error:
-            return _report(False, error)
-        if not isinstance(got, torch.Tensor) or not torch.equal(got, rotate_half(x)):
-            return _report(False, f"rotate_half({x.tolist() if x.dim() == 1 else 'x'}) is wrong. "
-                           "Hint: split the last dimension into two halves x1, x2 and return "
-                           "the concatenation of -x2 and x1")
-    return _report(True, "rotate_half is right")
+def _interleaved_rope(x: torch.Tensor, theta: float) -> torch.Tensor:
+    """RoPE in the interleaved layout: channel pairs (2i, 2i + 1). x: (heads, T, head_dim)."""
+    T, d = x.shape[-2], x.shape[-1]
+    inv_freq = theta ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    angles = torch.outer(torch.arange(T, dtype=torch.float64), inv_freq)   # (T, d/2)
+    cos, sin = angles.cos(), angles.sin()
+    even, odd = x[..., 0::2], x[..., 1::2]
+    out = torch.empty_like(x)
+    out[..., 0::2], out[..., 1::2] = even * cos - odd * sin, even * sin + odd * cos
+    return out
+
+
+def _scores(x, wq, wk, head_dim, rope):
+    """Attention scores (n_heads, T, T) of one sequence x (T, d_model), GQA-grouped."""
+    T = x.shape[0]
+    q = (x @ wq.T).view(T, -1, head_dim).transpose(0, 1)
+    k = (x @ wk.T).view(T, -1, head_dim).transpose(0, 1)
+    q, k = rope(q), rope(k)
+    k = k.repeat_interleave(q.shape[0] // k.shape[0], dim=0)
+    return q @ k.transpose(-1, -2)
+
+
+def check_interleaved_to_rotate_half(convert: Callable) -> bool:
+    """Exercise 3.1: `convert(weight, head_dim)` reorders the rows of a q_proj or k_proj
+    weight trained for interleaved RoPE so that rotate-half RoPE (`Rotary`) gives the
+    same attention scores."""
+    torch.manual_seed(0)
+    for n_heads, n_kv, head_dim, theta in [(4, 2, 16, 1e6), (2, 1, 8, 10000.0), (1, 1, 4, 500.0)]:
+        d_model, T = 24, 9
+        x = torch.randn(T, d_model, dtype=torch.float64)
+        wq = torch.randn(n_heads * head_dim, d_model, dtype=torch.float64)
+        wk = torch.randn(n_kv * head_dim, d_model, dtype=torch.float64)
+        want = _scores(x, wq, wk, head_dim, lambda v: _interleaved_rope(v, theta))
+        converted = []
+        for w in (wq, wk):
+            got, error = _call(convert, w.clone(), head_dim)
+            if error:
+                return _report(False, error)
+            if not isinstance(got, torch.Tensor) or got.shape != w.shape:
+                return _report(False, f"convert should return a tensor of shape {tuple(w.shape)}, "
+                               f"got {got!r:.80}")
+            if not torch.equal(got.sort(dim=0).values, w.sort(dim=0).values):
+                return _report(False, "convert should only reorder the rows (a permutation), "
+                               "not change their values")
+            converted.append(got.to(torch.float64))
+        rotary = Rotary(head_dim, T, theta=theta)
+        have = _scores(x, *converted, head_dim, lambda v: rotary(v.float()).double())
+        if not torch.allclose(have, want, rtol=1e-4, atol=1e-3):
+            return _report(False, f"with {n_heads} heads of {head_dim} channels the scores differ "
+                           f"(largest gap {(have - want).abs().max():.3g}). Hint: within every head, "
+                           "the pair (2i, 2i+1) must become the pair (i, i + head_dim/2), in that "
+                           "order; heads stay where they are")
+    return _report(True, "the converted weights give the interleaved model's scores exactly "
+                   "(3 shapes, with GQA and three rope_theta)")
 
 
 def check_rope_angle(angle: Callable) -> bool:

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_causal_mask', 'check_kv_cache_bytes']
+__all__ = ['check_tokens_that_fit', 'check_kv_cache_bytes']
 
 from typing import Callable
 
@@ -13,24 +13,37 @@ import torch
 from qwenlib.exercises.ch01 import _call, _report
 
 
-def check_causal_mask(causal_mask: Callable) -> bool:
-    """Exercise 4.1: `causal_mask(T)` is a (T, T) bool tensor, True where query i may see key j."""
-    for T in (1, 4, 9):
-        want = torch.ones(T, T, dtype=torch.bool).tril()
-        got, error = _call(causal_mask, T)
+def check_tokens_that_fit(tokens_that_fit: Callable) -> bool:
+    """Exercise 4.2: `tokens_that_fit(config, memory_bytes, bytes_per_value)`: how many
+    tokens of one sequence's KV cache fit in `memory_bytes`, for a model given as the dict
+    of its Hugging Face `config.json`."""
+    qwen3_06b = {"hidden_size": 1024, "num_attention_heads": 16, "num_key_value_heads": 8,
+                 "head_dim": 128, "num_hidden_layers": 28}
+    qwen3_8b = {"hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
+                "head_dim": 128, "num_hidden_layers": 36}
+    no_head_dim = {"hidden_size": 2048, "num_attention_heads": 16, "num_key_value_heads": 4,
+                   "num_hidden_layers": 24}   # an older config: head_dim = hidden / heads
+    cases = [(qwen3_06b, 16 * 2**30, 2), (qwen3_8b, 24 * 2**30, 2), (qwen3_8b, 10**9, 1),
+             (no_head_dim, 2**30, 4), (qwen3_06b, 1000, 2)]
+    for config, memory, nbytes in cases:
+        head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+        per_token = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * nbytes
+        want = memory // per_token
+        got, error = _call(tokens_that_fit, dict(config), memory, nbytes)
         if error:
             return _report(False, error)
-        if not isinstance(got, torch.Tensor) or got.dtype != torch.bool or got.shape != (T, T):
-            return _report(False, f"causal_mask({T}) should be a bool tensor of shape ({T}, {T}), "
-                           f"got {got!r:.80}")
-        if not torch.equal(got, want):
-            return _report(False, f"causal_mask({T}) is wrong. Hint: query i may attend to keys "
-                           "0..i (itself included), so True on and below the diagonal")
-    return _report(True, "causal_mask is right")
+        if got != want or isinstance(got, bool):
+            name = "Qwen3-0.6B" if config is qwen3_06b else "Qwen3-8B" if config is qwen3_8b \
+                else "a config without head_dim"
+            return _report(False, f"{name}, {memory:,} bytes at {nbytes} bytes per value: got "
+                           f"{got!r}, expected {want:,} tokens. Hint: one token costs a key and a "
+                           "value per layer per key/value head; use head_dim when the config has "
+                           "it (Qwen3-0.6B: 128, not 1024 / 16); only whole tokens fit")
+    return _report(True, f"tokens_that_fit is right for all {len(cases)} budgets")
 
 
 def check_kv_cache_bytes(kv_cache_bytes: Callable) -> bool:
-    """Exercise 4.2: `kv_cache_bytes(n_layers, n_kv_heads, head_dim, tokens, bytes_per_value)`,
+    """Exercise 4.1: `kv_cache_bytes(n_layers, n_kv_heads, head_dim, tokens, bytes_per_value)`,
     the memory the KV cache takes for one sequence."""
     cases = [(28, 8, 128, 32768, 2), (3, 2, 32, 256, 4), (36, 32, 128, 4096, 2), (1, 1, 64, 1, 1)]
     for args in cases:

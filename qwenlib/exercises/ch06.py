@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_newton_schulz_step', 'check_muon_split']
+__all__ = ['check_singular_values_after_ns', 'check_muon_split']
 
 from typing import Callable
 
@@ -13,26 +13,35 @@ import torch
 from qwenlib.config import PretrainingConfig
 from qwenlib.exercises.ch01 import _call, _report
 from qwenlib.model import MinimalLLM
-from qwenlib.muon import NS_COEFFICIENTS, setup_muon_optimizer
+from qwenlib.muon import setup_muon_optimizer, zeropower_via_newtonschulz5
 
 
-def check_newton_schulz_step(ns_step: Callable) -> bool:
-    """Exercise 6.1: `ns_step(X, a, b, c)` = a X + b (X X^T) X + c (X X^T)^2 X."""
-    a, b, c = NS_COEFFICIENTS
+def check_singular_values_after_ns(predict: Callable) -> bool:
+    """Exercise 6.1: `predict(s, steps)` gives the singular values of
+    `zeropower_via_newtonschulz5(G, steps)` from those of G alone, with no matrix."""
     torch.manual_seed(0)
-    for shape in [(4, 4), (3, 7), (16, 64)]:
-        X = torch.randn(shape, dtype=torch.float64)
-        X = X / X.norm()
-        A = X @ X.T
-        want = a * X + b * A @ X + c * A @ A @ X
-        got, error = _call(ns_step, X, a, b, c)
+    for s, shape, steps in [([3.0, 1.0, 0.1, 0.001], (4, 6), 5), ([1.0, 1.0, 1.0], (5, 3), 5),
+                            ([50.0, 2.0, 0.5, 0.2, 0.01], (5, 9), 2), ([0.3, 0.2], (2, 2), 0)]:
+        s = torch.tensor(s, dtype=torch.float64)
+        U = torch.linalg.qr(torch.randn(shape[0], shape[0], dtype=torch.float64))[0]
+        V = torch.linalg.qr(torch.randn(shape[1], shape[1], dtype=torch.float64))[0]
+        k = len(s)
+        G = U[:, :k] @ torch.diag(s) @ V[:, :k].T
+        want = torch.linalg.svdvals(zeropower_via_newtonschulz5(G, steps=steps, dtype=torch.float64))[:k]
+        got, error = _call(predict, s.clone(), steps)
         if error:
             return _report(False, error)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape or \
-                not torch.allclose(got, want, atol=1e-9):
-            return _report(False, f"ns_step on a {shape} matrix is wrong. Hint: with A = X @ X.T, "
-                           "the step is a*X + b*A@X + c*A@A@X")
-    return _report(True, "ns_step is right")
+        try:
+            got = torch.as_tensor(got, dtype=torch.float64).abs().sort(descending=True).values
+        except Exception:
+            return _report(False, f"predict should return the {k} singular values, got {got!r:.80}")
+        if got.shape != want.shape or not torch.allclose(got, want, atol=1e-6):
+            return _report(False, f"singular values {s.tolist()} after {steps} steps: expected "
+                           f"{[round(v, 4) for v in want.tolist()]}, got "
+                           f"{[round(v, 4) for v in got.tolist()]}. Hint: the function first divides "
+                           "G by its Frobenius norm (what is that in terms of s?), then applies "
+                           "p(x) = a x + b x^3 + c x^5 to every singular value, once per step")
+    return _report(True, "you predicted Newton–Schulz's singular values without a matrix (4 cases)")
 
 
 def check_muon_split(goes_to_muon: Callable) -> bool:

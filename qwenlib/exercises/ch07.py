@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_lr_schedule', 'check_accumulation']
+__all__ = ['check_warmup_linear', 'check_accumulation']
 
 import math
 from typing import Callable
@@ -13,23 +13,34 @@ import torch
 import torch.nn.functional as F
 
 from qwenlib.exercises.ch01 import _call, _report
-from qwenlib.training import lr_scale
 
 
-def check_lr_schedule(schedule: Callable) -> bool:
-    """Exercise 7.1: `schedule(step, max_steps, warmup_ratio, min_lr_ratio)` equals `lr_scale`."""
-    for args in [(0, 1000, 0.05, 0.1), (49, 1000, 0.05, 0.1), (50, 1000, 0.05, 0.1),
-                 (500, 1000, 0.05, 0.1), (999, 1000, 0.05, 0.1), (3, 10, 0.0, 0.0), (7, 20, 0.25, 0.5)]:
-        want = lr_scale(*args)
+def _warmup_linear(step, max_steps, warmup_ratio, min_lr_ratio):
+    warmup = int(warmup_ratio * max_steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, max_steps - 1 - warmup))
+    return 1 - (1 - min_lr_ratio) * progress
+
+
+def check_warmup_linear(schedule: Callable) -> bool:
+    """Exercise 7.1: `schedule(step, max_steps, warmup_ratio, min_lr_ratio)`: lr_scale's
+    warmup, then a straight line (not a cosine) down to min_lr_ratio at the last update."""
+    cases = [(0, 1000, 0.05, 0.1), (49, 1000, 0.05, 0.1), (50, 1000, 0.05, 0.1),
+             (500, 1000, 0.05, 0.1), (999, 1000, 0.05, 0.1), (3, 10, 0.0, 0.0),
+             (7, 20, 0.25, 0.5), (12, 20, 0.25, 0.5), (0, 1, 0.0, 0.3)]
+    for args in cases:
+        want = _warmup_linear(*args)
         got, error = _call(schedule, *args)
         if error:
             return _report(False, error)
-        if not isinstance(got, (int, float)) or not math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12):
+        if not isinstance(got, (int, float)) or isinstance(got, bool) or \
+                not math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12):
             return _report(False, f"schedule{args} returned {got!r}, expected {want:.6f}. Hint: "
-                           "warmup for int(warmup_ratio * max_steps) updates reaching 1 at the "
-                           "last warmup update, then a cosine that ends at min_lr_ratio on update "
-                           "max_steps - 1")
-    return _report(True, "your schedule matches lr_scale at all 7 points")
+                           "keep lr_scale's warmup (and its step counting) unchanged; after it, go "
+                           "down in a straight line from 1 at the first update after warmup to "
+                           "min_lr_ratio at update max_steps - 1")
+    return _report(True, f"your warmup-then-linear schedule is right at all {len(cases)} points")
 
 
 def check_accumulation(train_step: Callable) -> bool:

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_top_p', 'check_greedy_decode']
+__all__ = ['check_top_k_keep', 'check_greedy_decode']
 
 from typing import Callable
 
@@ -16,25 +16,28 @@ from qwenlib.generation import generate_ids
 from qwenlib.model import MinimalLLM
 
 
-def check_top_p(top_p_keep: Callable) -> bool:
-    """Exercise 8.1: `top_p_keep(probs, p)` is a boolean tensor marking the smallest set
-    of most probable tokens whose probabilities add up to at least `p`."""
-    cases = [([0.5, 0.3, 0.1, 0.1], 0.7, [1, 1, 0, 0]), ([0.5, 0.3, 0.15, 0.05], 0.5, [1, 0, 0, 0]),
-             ([0.1, 0.6, 0.3], 0.65, [0, 1, 1]), ([0.25, 0.35, 0.4], 1.0, [1, 1, 1]),
-             ([0.05, 0.9, 0.05], 0.2, [0, 1, 0])]
-    for probs, p, want in cases:
-        got, error = _call(top_p_keep, torch.tensor(probs), p)
+def check_top_k_keep(top_k_keep: Callable) -> bool:
+    """Exercise 8.1: `top_k_keep(logits, k)` marks exactly k tokens: the k largest logits,
+    ties broken in favour of the lower token id."""
+    cases = [(torch.tensor([1.0, 3.0, 2.0, 3.0, 0.5]), 2), (torch.tensor([2.0, 2.0, 2.0, 1.0]), 2),
+             (torch.tensor([0.0, 5.0, 5.0, 5.0, 5.0, -1.0]), 3), (torch.tensor([4.0, 1.0, 4.0]), 1),
+             (torch.tensor([1.0, 1.0]), 2), (torch.tensor([-2.0, 7.0, 7.0, 3.0, 7.0, 3.0, 3.0]), 4)]
+    for logits, k in cases:
+        order = sorted(range(len(logits)), key=lambda i: (-float(logits[i]), i))
+        want = torch.zeros(len(logits), dtype=torch.bool)
+        want[order[:k]] = True
+        got, error = _call(top_k_keep, logits.clone(), k)
         if error:
             return _report(False, error)
-        try:
-            got = torch.as_tensor(got).bool().tolist()
-        except Exception:
-            return _report(False, f"top_p_keep returned {got!r}; expected a boolean tensor")
-        if got != [bool(w) for w in want]:
-            return _report(False, f"top_p_keep({probs}, {p}) gave {got}, expected "
-                           f"{[bool(w) for w in want]}. Hint: sort by probability, keep tokens "
-                           "while the mass of the tokens before them is still below p")
-    return _report(True, "top_p_keep keeps the right tokens in all 5 cases")
+        if not isinstance(got, torch.Tensor) or got.dtype != torch.bool or got.shape != want.shape:
+            return _report(False, f"top_k_keep should return a bool tensor of shape "
+                           f"{tuple(want.shape)}, got {got!r:.80}")
+        if not torch.equal(got, want):
+            return _report(False, f"top_k_keep({logits.tolist()}, {k}) kept "
+                           f"{got.nonzero().flatten().tolist()}, expected "
+                           f"{want.nonzero().flatten().tolist()}. Hint: exactly k tokens; among equal "
+                           "logits the lower token id goes first")
+    return _report(True, f"top_k_keep keeps exactly k, ties by index, in all {len(cases)} cases")
 
 
 def check_greedy_decode(greedy_decode: Callable) -> bool:

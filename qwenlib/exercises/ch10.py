@@ -4,30 +4,28 @@
 
 from __future__ import annotations
 
-__all__ = ['check_shard', 'check_per_process_batch']
+__all__ = ['check_unshard', 'check_per_process_batch']
 
 from typing import Callable
 
 from qwenlib.exercises.ch01 import _call, _report
 
 
-def check_shard(shard: Callable) -> bool:
-    """Exercise 10.1: `shard(order, rank, world_size)` returns process `rank`'s share
-    of the list `order`: cut to a multiple of world_size, then every world_size-th
-    item starting at position rank."""
-    cases = [(list(range(10)), 0, 2), (list(range(10)), 1, 2), ([7, 3, 9, 1, 4, 8, 2], 2, 3),
-             ([5, 6, 7], 0, 1), ([4, 0, 2, 9, 8], 1, 4), ([3, 1], 1, 3)]
-    for order, rank, world in cases:
+def check_unshard(unshard: Callable) -> bool:
+    """Exercise 10.1: `unshard(shards)` puts the per-process lists of `ShardedSampler`
+    back into the single order they were dealt from (what one process would have read)."""
+    cases = [(list(range(10)), 2), ([7, 3, 9, 1, 4, 8, 2], 3), ([5, 6, 7], 1), ([4, 0, 2, 9, 8, 6, 1, 3], 4),
+             ([3, 1], 2), ([], 3)]
+    for order, world in cases:
         cut = order[: len(order) // world * world]
-        want = cut[rank::world]
-        got, error = _call(shard, list(order), rank, world)
+        shards = [cut[rank::world] for rank in range(world)]
+        got, error = _call(unshard, [list(s) for s in shards])
         if error:
             return _report(False, error)
-        if list(got or []) != want or got is None:
-            return _report(False, f"shard({order}, rank={rank}, world_size={world}) gave {got}, "
-                           f"expected {want}. Hint: every process must get as many items, so "
-                           "drop the last len(order) % world_size first; then take a stride")
-    return _report(True, f"shard is right in all {len(cases)} cases")
+        if got is None or list(got) != cut:
+            return _report(False, f"unshard({shards}) gave {got}, expected {cut}. Hint: process r "
+                           "got items r, r + world_size, r + 2·world_size, … of the order")
+    return _report(True, f"unshard restores the order in all {len(cases)} cases")
 
 
 def check_per_process_batch(per_process_batch: Callable) -> bool:

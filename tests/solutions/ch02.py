@@ -3,9 +3,8 @@
 import torch
 
 
-def rms_norm(x, weight, eps=1e-6):
-    x32 = x.float()
-    return weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+def fold(gain, weight):
+    return weight * gain          # weight is (out, in): the gain scales input channel j, column j
 
 
 def layer_norm_via_rms(x, eps=1e-5):
@@ -14,9 +13,15 @@ def layer_norm_via_rms(x, eps=1e-5):
 
 
 WRONG = {
-    "rms_norm": [lambda x, w, eps=1e-6: w * x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps),  # no upcast
-                 lambda x, w, eps=1e-6: (w * x.float() / x.float().norm(dim=-1, keepdim=True)),   # norm, not RMS
-                 lambda x, w, eps=1e-6: rms_norm(x, w, eps).float()],                               # wrong dtype
+    "fold": [lambda g, w: w * g[:, None] if w.shape[0] == len(g) else w,     # scales the outputs
+             lambda g, w: w / g,                                            # divides
+             lambda g, w: w * g.mean()],                                    # one scale for all
     "layer_norm_via_rms": [lambda x, eps=1e-5: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps),  # not centred
                            lambda x, eps=1e-5: x - x.mean(-1, keepdim=True)],                          # not scaled
+}
+
+
+ALTERNATIVE = {
+    "fold": [lambda g, w: w @ torch.diag(g), lambda g, w: torch.einsum("oi,i->oi", w, g)],
+    "layer_norm_via_rms": [lambda x, eps=1e-5: torch.nn.functional.layer_norm(x, x.shape[-1:], eps=eps)],
 }

@@ -19,3 +19,21 @@ WRONG = {
     "count_parameters": [lambda c: count_parameters(c) + c.vocab_size * c.d_model,   # untied head
                          lambda c: count_parameters(c) - 2 * c.n_layers * c.head_dim],  # no QK-norm
 }
+
+
+def _count_parameters_by_listing(c):
+    per_layer = {"q_proj": c.d_model * c.n_heads * c.head_dim,
+                 "k_proj": c.d_model * c.n_kv_heads * c.head_dim,
+                 "v_proj": c.d_model * c.n_kv_heads * c.head_dim,
+                 "o_proj": c.n_heads * c.head_dim * c.d_model,
+                 "q_norm": c.head_dim, "k_norm": c.head_dim,
+                 "gate_proj": c.d_model * c.d_ff, "up_proj": c.d_model * c.d_ff,
+                 "down_proj": c.d_ff * c.d_model,
+                 "input_layernorm": c.d_model, "post_attention_layernorm": c.d_model}
+    return c.vocab_size * c.d_model + c.n_layers * sum(per_layer.values()) + c.d_model
+
+
+ALTERNATIVE = {
+    "swiglu": [lambda x, g, u, d: F.linear(F.silu(F.linear(x, g)) * F.linear(x, u), d)],
+    "count_parameters": [_count_parameters_by_listing],
+}

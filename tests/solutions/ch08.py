@@ -3,12 +3,11 @@
 import torch
 
 
-def top_p_keep(probs, p):
-    order = torch.argsort(probs, descending=True)
-    sorted_probs = probs[order]
-    before = sorted_probs.cumsum(0) - sorted_probs
-    keep = torch.zeros_like(probs, dtype=torch.bool)
-    keep[order] = before < p
+def top_k_keep(logits, k):
+    # a stable sort keeps equal logits in index order, so the lower id comes first
+    order = torch.sort(logits, descending=True, stable=True).indices
+    keep = torch.zeros(len(logits), dtype=torch.bool)
+    keep[order[:k]] = True
     return keep
 
 
@@ -22,12 +21,15 @@ def greedy_decode(model, ids, n):
     return new
 
 
-def _keeps_above_p(probs, p):  # thresholds each probability instead of the cumulative mass
-    return probs >= p
+def _keeps_every_tie(logits, k):          # what filter_logits does: ties with the k-th all stay
+    return logits >= torch.topk(logits, k).values[-1]
 
 
-def _cumulative_without_sorting(probs, p):
-    return (probs.cumsum(0) - probs) < p
+def _ties_by_higher_index(logits, k):
+    order = sorted(range(len(logits)), key=lambda i: (-float(logits[i]), -i))
+    keep = torch.zeros(len(logits), dtype=torch.bool)
+    keep[order[:k]] = True
+    return keep
 
 
 def _first_token_twice(model, ids, n):  # never appends: the same token n times
@@ -36,6 +38,23 @@ def _first_token_twice(model, ids, n):  # never appends: the same token n times
 
 
 WRONG = {
-    "top_p_keep": [_keeps_above_p, _cumulative_without_sorting],
+    "top_k_keep": [_keeps_every_tie, _ties_by_higher_index,
+                   lambda logits, k: torch.arange(len(logits)) < k],             # the first k ids
     "greedy_decode": [_first_token_twice, lambda model, ids, n: ids[0, -n:].tolist()],
 }
+
+
+def _top_k_by_key(logits, k):
+    ranked = sorted(range(len(logits)), key=lambda i: (-logits[i].item(), i))[:k]
+    return torch.tensor([i in ranked for i in range(len(logits))])
+
+
+def _greedy_decode_with_a_list(model, ids, n):
+    tokens = ids[0].tolist()
+    with torch.no_grad():
+        for _ in range(n):
+            tokens.append(int(model(torch.tensor([tokens]))[0, -1].argmax()))
+    return tokens[-n:] if n else []
+
+
+ALTERNATIVE = {"top_k_keep": [_top_k_by_key], "greedy_decode": [_greedy_decode_with_a_list]}

@@ -47,3 +47,21 @@ WRONG = {
     "bits_per_character": [lambda loss, cpt: loss / cpt, lambda loss, cpt: loss / math.log(2) * cpt,
                            lambda loss, cpt: loss / math.log(10) / cpt],
 }
+
+
+def _early_stop_with_enumerate(eval_steps, val_losses, patience):
+    best_loss, best_step, waited = float("inf"), None, 0
+    for step, loss in zip(eval_steps, val_losses):
+        if loss < best_loss:
+            best_loss, best_step, waited = loss, step, 0
+        else:
+            waited += 1
+            if waited >= patience:
+                return step, best_step
+    return eval_steps[-1], best_step
+
+
+ALTERNATIVE = {
+    "early_stop": [_early_stop_with_enumerate],
+    "bits_per_character": [lambda loss, cpt: math.log2(math.exp(loss)) / cpt],
+}
