@@ -1,20 +1,52 @@
-"""`python -m qwenlib` from a shell."""
+"""`python -m qwenlib` from a shell.
 
+The commands run in this process, through `qwenlib.__main__.main` (the function
+`python -m qwenlib` calls), with their output captured: a subprocess per command cost
+about 6 s of interpreter and import start-up each. `tests/test_bad_inputs.py` runs the
+real `python -m qwenlib` in subprocesses for the exit codes seen from outside, and the
+export test below loads the exported folder in a separate interpreter in which importing
+qwenlib fails.
+"""
+
+import contextlib
+import io
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
-from conftest import ROOT
+import pytest
+
+from qwenlib import __main__ as cli
 
 
-# a PYTHONPATH already set (make test-floors puts the lowest declared versions there) stays in front
-PYTHONPATH = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)]))
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("QWENLIB_DEBUG", raising=False)
 
 
-def run(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "qwenlib", *args], capture_output=True,
-                          text=True, cwd=cwd, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-                                                   "PYTHONPATH": PYTHONPATH})
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(*args: str, cwd: Path) -> Result:
+    """`python -m qwenlib *args` in folder `cwd`, in this process."""
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exit_:          # argparse's own errors exit
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.chdir(here)
+    return Result(code, out.getvalue(), err.getvalue())
 
 
 def test_data_command_prepares_the_cache_with_flags_from_the_config(tmp_path):

@@ -6,7 +6,7 @@ written to one file.
 1. the pytest tests marked `cuda` (tests/test_cuda.py): hundreds of updates in the GPU's
    precision, one update under torch.cuda.set_sync_debug_mode("error"), resume on CUDA,
    KV-cache generation, Muon against its fp32 run;
-2. chapter 9 executed in its full mode (the GPU makes it full by itself), wall time
+2. chapters 9 and 9b executed in their full mode (the GPU makes it full by itself), wall time
    printed; the executed notebook is kept in DIR so its outputs can be committed;
 3. benchmarks/train_step.py and benchmarks/generate.py on the GPU.
 
@@ -92,6 +92,10 @@ def main() -> int:
                 "chapter 9, full run",
                 [py, __file__, "--execute", "notebooks/09_train_the_model.ipynb",
                  str(out / "09_train_the_model.ipynb")], log, 420, env={"QWEN_COURSE_FULL_RUN": "1"}))
+            summary["steps"].append(run(
+                "chapter 9b, full run",
+                [py, __file__, "--execute", "notebooks/09b_muon_vs_adamw.ipynb",
+                 str(out / "09b_muon_vs_adamw.ipynb")], log, 420, env={"QWEN_COURSE_FULL_RUN": "1"}))
         summary["steps"].append(run("benchmark: train step", [py, "benchmarks/train_step.py", "--steps", "5"],
                                     log, 120))
         summary["steps"].append(run("benchmark: generation", [py, "benchmarks/generate.py"], log, 120))
