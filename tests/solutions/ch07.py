@@ -7,10 +7,11 @@ import torch.nn.functional as F
 
 def schedule(step, max_steps, warmup_ratio, min_lr_ratio):
     warmup = int(warmup_ratio * max_steps)
-    if step < warmup:
+    if step < warmup:                                 # lr_scale's warmup, unchanged
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, max_steps - 1 - warmup))
-    return 1 - (1 - min_lr_ratio) * progress
+    decay_steps = max(1, max_steps - 1 - warmup)      # from the first update after warmup
+    done = min(1.0, (step - warmup) / decay_steps)    # 0 there, 1 at update max_steps - 1
+    return min_lr_ratio + (1 - min_lr_ratio) * (1 - done)
 
 
 def train_step(model, micro_batches, optimizer):
