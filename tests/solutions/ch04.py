@@ -28,22 +28,18 @@ ALTERNATIVE = {
 }
 
 
+def _per_token(config, bytes_per_value, heads="num_key_value_heads", head_dim=None):
+    head_dim = head_dim or config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    return kv_cache_bytes(config["num_hidden_layers"], config[heads], head_dim, 1, bytes_per_value)
+
+
 def _uses_hidden_over_heads(config, memory_bytes, bytes_per_value):   # ignores head_dim
-    head_dim = config["hidden_size"] // config["num_attention_heads"]
-    return memory_bytes // kv_cache_bytes(config["num_hidden_layers"],
-                                          config["num_key_value_heads"], head_dim, 1, bytes_per_value)
+    return memory_bytes // _per_token(config, bytes_per_value,
+                                      head_dim=config["hidden_size"] // config["num_attention_heads"])
 
 
 def _query_heads(config, memory_bytes, bytes_per_value):              # MHA's cache, not GQA's
-    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
-    return memory_bytes // kv_cache_bytes(config["num_hidden_layers"],
-                                          config["num_attention_heads"], head_dim, 1, bytes_per_value)
-
-
-def _per_token(config, bytes_per_value):
-    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
-    return kv_cache_bytes(config["num_hidden_layers"], config["num_key_value_heads"], head_dim, 1,
-                          bytes_per_value)
+    return memory_bytes // _per_token(config, bytes_per_value, heads="num_attention_heads")
 
 
 def _rounds_up(config, memory_bytes, bytes_per_value):                # a part of a token does not fit

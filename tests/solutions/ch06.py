@@ -35,18 +35,18 @@ ALTERNATIVE = {
 }
 
 
-def _spectral_norm(s, steps):     # divides by the largest singular value, not the Frobenius norm
-    x = s / s.max()
+def _quintic_steps(x, steps):
     for _ in range(steps):
         x = A * x + B * x**3 + C * x**5
     return x
+
+
+def _spectral_norm(s, steps):     # divides by the largest singular value, not the Frobenius norm
+    return _quintic_steps(s / s.max(), steps)
 
 
 def _unnormalised(s, steps):      # forgets the normalisation: large values blow up
-    x = s.clone()
-    for _ in range(steps):
-        x = A * x + B * x**3 + C * x**5
-    return x
+    return _quintic_steps(s.clone(), steps)
 
 
 WRONG = {
