@@ -351,8 +351,12 @@ def load_and_cache_data(config: PretrainingConfig, verbose: bool = True):
                 f"{config.tokenizer_name} tokenizer" if source == "hub" else
                 f"the built-in corpus (Python {sys.version_info.major}.{sys.version_info.minor}"
                 f" documentation) with a {len(tokenizer):,}-token byte-level BPE")
-        short = "" if len(tokens) >= config.max_tokens else \
-            f" (fewer than max_tokens={config.max_tokens:,}; raise num_documents for more)"
+        if len(tokens) >= config.max_tokens:
+            short = ""
+        elif source == "builtin" and len(texts) == len(builtin_documents()):
+            short = f" (all of the built-in corpus: {len(texts):,} documents)"
+        else:
+            short = f" (fewer than max_tokens={config.max_tokens:,}; raise num_documents for more)"
         print(f"data: {what}, because {reason}; {len(tokens):,} tokens{short}, "
               f"{'read from' if cached else 'cached in'} {path}")
     return texts, tokenizer, tokens
