@@ -1,15 +1,26 @@
-"""Greedy generation of 256 new tokens with the default (untrained) model:
-KV cache vs recomputing the whole text (two ways: qwenlib's `use_cache=False`, which
-runs the output layer on the last position only, and the original package's loop,
-which runs the whole model, output layer included, on every position each step),
-and qwenlib vs transformers' `generate` on `to_hf(model)` (same weights, greedy, its
-own cache). Runs alternate; medians of 3.
+"""Decoding 256 new tokens with the default (untrained) model: qwenlib against
+transformers' `generate` on `to_hf(model)` (the same weights, its own cache), side by side.
+
+- greedy from a 1-token prompt, with four decoders: qwenlib's KV cache, qwenlib
+  recomputing the text (`use_cache=False`, which runs the output layer on the last position
+  only), the original package's loop (the whole model, output layer included, on every
+  position at every step) and transformers;
+- greedy from a 200-token prompt. 200 + 256 positions do not fit the default 256-token
+  window, so both sides run a copy of the model with `max_seq_len=512`: the same weights
+  (a window is not a weight), and every token decoded with the cache;
+- sampling (temperature 0.8, top-k 50, top-p 0.9) from the 1-token prompt. The two draw
+  their random numbers differently, so here only the speed is compared.
+
+Runs alternate; the median of `--repeats` (default 3) is reported as tokens/s, with the ratio
+qwenlib / transformers, and whether the greedy tokens are the same.
 
     python benchmarks/generate.py
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import statistics
 
 import torch
@@ -20,59 +31,91 @@ from qwenlib import MinimalLLM, PretrainingConfig, get_device, to_hf
 from qwenlib.generation import generate_ids
 
 NEW_TOKENS = 256
+SAMPLING = dict(temperature=0.8, top_k=50, top_p=0.9)
 
 
-def main(repeats: int = 3) -> None:
-    hf_logging.set_verbosity_error()
-    device = get_device()
-    torch.manual_seed(0)
-    model = MinimalLLM(PretrainingConfig()).to(device).eval()
-    hf = to_hf(model).eval()
-    prompt = torch.tensor([[1]], device=device)  # 1 + 255 tokens fit the 256-token window
-    results: dict[str, torch.Tensor] = {}
+def qwenlib_decoder(model, prompt, results, name, use_cache=True, **sampling):
+    sampling = sampling or dict(temperature=0)
 
-    def qwenlib(use_cache):
-        def run():
-            steps = generate_ids(model, prompt, NEW_TOKENS, temperature=0, use_cache=use_cache)
-            results[f"qwenlib cache={use_cache}"] = torch.cat(list(steps))
-        return run
+    def run():
+        steps = generate_ids(model, prompt, NEW_TOKENS, seed=0, use_cache=use_cache, **sampling)
+        results[name] = torch.cat(list(steps))
+    return run
 
-    def original():
-        # the original package's loop: full logits for every position, keep the last
+
+def transformers_decoder(hf, prompt, results, name, **sampling):
+    options = dict(do_sample=True, **sampling) if sampling else dict(do_sample=False)
+
+    def run():
+        with torch.no_grad():
+            out = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=NEW_TOKENS,
+                              min_new_tokens=NEW_TOKENS, eos_token_id=None, pad_token_id=0, **options)
+        results[name] = out[0, prompt.shape[1]:]
+    return run
+
+
+def original_decoder(model, prompt, results, name):
+    def run():  # the original package's loop: full logits for every position, keep the last
         tokens = prompt
         with torch.no_grad():
             for _ in range(NEW_TOKENS):
                 logits = model(tokens[:, -model.config.max_seq_len:])
                 tokens = torch.cat([tokens, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
-        results["original loop"] = tokens[0, 1:]
+        results[name] = tokens[0, prompt.shape[1]:]
+    return run
 
-    def transformers():
-        with torch.no_grad():
-            out = hf.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
-                              max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
-                              eos_token_id=None, pad_token_id=0)
-        results["transformers"] = out[0, 1:]
 
-    runs = {"qwenlib, KV cache": qwenlib(True), "qwenlib, recompute": qwenlib(False),
-            "original loop": original, "transformers generate": transformers}
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per decoder")
+    args = parser.parse_args()
+    hf_logging.set_verbosity_error()
+    device = get_device()
+    torch.manual_seed(0)
+    config = PretrainingConfig()
+    model = MinimalLLM(config).to(device).eval()
+    wide = MinimalLLM(dataclasses.replace(config, max_seq_len=512)).to(device).eval()
+    wide.load_state_dict(model.state_dict())          # the same weights, a wider window
+    hf, hf_wide = to_hf(model).eval(), to_hf(wide).eval()
+    short = torch.tensor([[1]], device=device)         # 1 + 255 tokens fit the 256-token window
+    long = torch.randint(1, config.vocab_size, (1, 200),
+                         generator=torch.Generator().manual_seed(0)).to(device)
+    results: dict[str, torch.Tensor] = {}
+    runs = {
+        "greedy, 1-token prompt: qwenlib, KV cache": qwenlib_decoder(model, short, results, "q1"),
+        "greedy, 1-token prompt: qwenlib, recompute": qwenlib_decoder(model, short, results, "r1",
+                                                                      use_cache=False),
+        "greedy, 1-token prompt: original loop": original_decoder(model, short, results, "o1"),
+        "greedy, 1-token prompt: transformers": transformers_decoder(hf, short, results, "t1"),
+        "greedy, 200-token prompt: qwenlib, KV cache": qwenlib_decoder(wide, long, results, "q200"),
+        "greedy, 200-token prompt: transformers": transformers_decoder(hf_wide, long, results, "t200"),
+        "sampling, 1-token prompt: qwenlib": qwenlib_decoder(model, short, results, "qs", **SAMPLING),
+        "sampling, 1-token prompt: transformers": transformers_decoder(hf, short, results, "ts",
+                                                                       **SAMPLING),
+    }
     for fn in runs.values():
         fn()  # warm-up
     times = {k: [] for k in runs}
-    for _ in range(repeats):
+    for _ in range(args.repeats):
         for name, fn in runs.items():
             times[name].append(timed(fn, device))
     rate = {k: NEW_TOKENS / statistics.median(v) for k, v in times.items()}
-    print(f"device {device}; default config, greedy, 1-token prompt + {NEW_TOKENS} new tokens, "
-          f"median of {repeats}")
+    print(f"device {device}, {torch.get_num_threads()} threads; default config (untrained), "
+          f"{NEW_TOKENS} new tokens, median of {args.repeats}; sampling = {SAMPLING}")
     for name, r in rate.items():
-        print(f"{name:22} {r:8.1f} tokens/s")
-    same = [torch.equal(results["qwenlib cache=True"], results[k]) for k in
-            ("qwenlib cache=False", "original loop", "transformers")]
-    print(f"same tokens: recompute {same[0]}, original loop {same[1]}, transformers {same[2]}")
-    cached = rate['qwenlib, KV cache']
-    print(f"KV cache / recompute (last-position head) = {cached / rate['qwenlib, recompute']:.1f}x")
-    print(f"KV cache / original loop (full logits) = {cached / rate['original loop']:.1f}x")
-    print(f"qwenlib / transformers = {rate['qwenlib, KV cache'] / rate['transformers generate']:.2f}x")
+        print(f"{name:45} {r:8.1f} tokens/s")
+    same = {k: torch.equal(results[a], results[b]) for k, (a, b) in
+            {"recompute": ("q1", "r1"), "original loop": ("q1", "o1"),
+             "transformers, 1-token prompt": ("q1", "t1"),
+             "transformers, 200-token prompt": ("q200", "t200")}.items()}
+    print("same greedy tokens as qwenlib's KV cache: "
+          + ", ".join(f"{k} {v}" for k, v in same.items()))
+    for case in ("greedy, 1-token prompt", "greedy, 200-token prompt", "sampling, 1-token prompt"):
+        mine = rate[f"{case}: qwenlib" + (", KV cache" if case.startswith("greedy") else "")]
+        print(f"{case}: qwenlib / transformers = {mine / rate[f'{case}: transformers']:.2f}x")
+    cached = rate["greedy, 1-token prompt: qwenlib, KV cache"]
+    print(f"KV cache / recompute = {cached / rate['greedy, 1-token prompt: qwenlib, recompute']:.1f}x, "
+          f"KV cache / original loop = {cached / rate['greedy, 1-token prompt: original loop']:.1f}x")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['Qwen3Attention']
+__all__ = ['KVCache', 'Qwen3Attention']
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,46 @@ from qwenlib.config import PretrainingConfig
 from qwenlib.norm import RMSNorm
 from qwenlib.rope import Rotary
 
-KVCache = tuple[torch.Tensor, torch.Tensor]  # (keys, values), each (B, n_kv_heads, T, head_dim)
+class KVCache:
+    """One attention layer's keys and values, kept while generating.
+
+    The buffers, (B, n_kv_heads, capacity, head_dim) each, are allocated once, at the first
+    `append`; `length` positions of them are filled. `append(k, v)` copies the new positions
+    in place and returns views of every position so far, so a decoding step copies one
+    token's keys and values, not the whole past. Past `capacity` the buffers double (the
+    past is copied once per doubling). The cache changes in place: to branch a generation,
+    `copy()` it first.
+    """
+
+    def __init__(self, capacity: int = 0):
+        self.capacity, self.length = capacity, 0
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add (B, n_kv_heads, T, head_dim) keys and values; all of them so far, as views."""
+        start, end = self.length, self.length + k.shape[2]
+        if self.keys is None or end > self.keys.shape[2]:
+            self._grow(k, max(end, self.capacity, 2 * self.length))
+        self.keys[:, :, start:end] = k
+        self.values[:, :, start:end] = v
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+    def _grow(self, like: torch.Tensor, capacity: int) -> None:
+        B, H, _, D = like.shape
+        keys, values = like.new_empty(B, H, capacity, D), like.new_empty(B, H, capacity, D)
+        if self.keys is not None:
+            keys[:, :, :self.length] = self.keys[:, :, :self.length]
+            values[:, :, :self.length] = self.values[:, :, :self.length]
+        self.keys, self.values, self.capacity = keys, values, capacity
+
+    def copy(self) -> "KVCache":
+        """An independent cache with the same contents."""
+        twin = KVCache(self.capacity)
+        if self.keys is not None:
+            twin.keys, twin.values, twin.length = self.keys.clone(), self.values.clone(), self.length
+        return twin
 
 
 class Qwen3Attention(nn.Module):
@@ -42,23 +81,24 @@ class Qwen3Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, past_kv: KVCache | None = None, use_cache: bool = False):
         """x: (B, T, d_model). Returns the output (B, T, d_model), or with
-        `use_cache=True` the pair (output, (keys, values)) including `past_kv`."""
+        `use_cache=True` the pair (output, cache): `past_kv` extended by these T
+        positions, or a new `KVCache` if there was none."""
         B, T, _ = x.shape
         q = self.q_norm(self.q_proj(x).view(B, T, self.n_heads, self.head_dim)).transpose(1, 2)
         k = self.k_norm(self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim)).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        past = 0 if past_kv is None else past_kv[0].shape[2]
+        past = 0 if past_kv is None else past_kv.length
         q, k = self.rotary(q, offset=past), self.rotary(k, offset=past)
-        if past_kv is not None:
-            k = torch.cat((past_kv[0], k), dim=2)
-            v = torch.cat((past_kv[1], v), dim=2)
-        present = (k, v)
-        groups = self.n_heads // self.n_kv_heads
-        k_all, v_all = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        if use_cache or past_kv is not None:
+            past_kv = past_kv if past_kv is not None else KVCache()
+            k, v = past_kv.append(k, v)
+        # GQA: each group of n_heads / n_kv_heads query heads reads its key/value head in
+        # place (enable_gqa), the same numbers as repeating the heads, without the copy
         if past == 0 or T == 1:  # a plain causal mask, or one new token that sees everything
-            y = F.scaled_dot_product_attention(q, k_all, v_all, is_causal=past == 0 and T > 1)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=past == 0 and T > 1,
+                                               enable_gqa=True)
         else:  # T new tokens after `past` cached ones: token i sees keys 0 .. past + i
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
-            y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
         y = self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
-        return (y, present) if use_cache else y
+        return (y, past_kv) if use_cache else y

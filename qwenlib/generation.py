@@ -20,6 +20,8 @@ from contextlib import contextmanager
 
 import torch
 
+from qwenlib.attention import KVCache
+
 
 MAX_NEW_TOKENS = 100_000  # the most tokens one call generates: a long book's worth
 
@@ -55,15 +57,19 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | N
     outside the smallest set of tokens whose probabilities add up to top_p.
     `logits` is (..., vocab); the result has the same shape, ready for softmax."""
     logits = logits.float() / max(temperature, 1e-8)
+    top = None
     if top_k and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        top = torch.topk(logits, top_k, dim=-1)          # the k largest, largest first
+        logits = logits.masked_fill(logits < top.values[..., -1:], float("-inf"))
     if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        if top is not None and not (logits > float("-inf")).sum(-1).gt(top_k).any():
+            sorted_logits, order = top                   # top-k bounds it: sort k, not the vocabulary
+        else:                                            # no top-k, or ties with the k-th logit
+            sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
         probs = torch.softmax(sorted_logits, dim=-1)
         mass_before = probs.cumsum(-1) - probs           # probability of the tokens ranked above
         drop_sorted = mass_before >= top_p               # the set already reached top_p without it
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        drop = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
 
@@ -114,16 +120,21 @@ def generate_ids(model, input_ids: torch.Tensor, max_new_tokens: int, temperatur
         generator = torch.Generator(device=device).manual_seed(seed)
     finished = torch.zeros(tokens.shape[0], dtype=torch.bool, device=device)
     cache = None
-    with torch.no_grad(), _eval_mode(model):
+    # inference_mode: no autograd bookkeeping at all; the ids were checked above, and the
+    # tokens added later are the model's own choices, so no step reads the values again
+    with torch.inference_mode(), _eval_mode(model):
         for _ in range(max_new_tokens):
-            if use_cache and cache is None and tokens.shape[1] <= window:
-                logits, cache = model(tokens, use_cache=True)              # prefill
-            elif use_cache and tokens.shape[1] <= window:
-                logits, cache = model(tokens[:, -1:], past_key_values=cache, use_cache=True)
+            if use_cache and tokens.shape[1] <= window:
+                if cache is None:   # prefill: the whole prompt, into buffers sized once
+                    capacity = min(window, tokens.shape[1] + max_new_tokens)
+                    cache, new = [KVCache(capacity) for _ in model.layers], tokens
+                else:               # decode: only the newest token
+                    new = tokens[:, -1:]
+                hidden, cache = model.hidden_states(new, cache, use_cache=True, check_ids=False)
             else:  # no cache, or the window is full: read the last `window` tokens afresh
-                hidden, _ = model.hidden_states(tokens[:, -window:])
-                logits = model.lm_head(hidden[:, -1:])   # only the last position is needed
-            token = next_token(logits[:, -1], temperature, top_k, top_p, generator)
+                hidden, _ = model.hidden_states(tokens[:, -window:], check_ids=False)
+            logits = model.lm_head(hidden[:, -1])        # only the last position is needed
+            token = next_token(logits, temperature, top_k, top_p, generator)
             if eos_token_id is not None:
                 token = token.masked_fill(finished, eos_token_id)
                 finished |= token == eos_token_id

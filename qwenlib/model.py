@@ -97,12 +97,12 @@ class MinimalLLM(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def check_input(self, input_ids: torch.Tensor, past: int = 0) -> None:
+    def check_input(self, input_ids: torch.Tensor, past: int = 0, values: bool = True) -> None:
         """Raise a clear error for ids the model cannot take.
 
-        Type, shape and length are checked everywhere; the id values only on the CPU,
-        because on a GPU reading them back would stall it on every forward. The trainer
-        and `generate_text` check the values on the CPU before copying ids to the GPU.
+        Type, shape and length are checked everywhere; the id values (with `values`) only
+        on the CPU, because on a GPU reading them back would stall it on every forward. The
+        trainer and `generate_text` check the values on the CPU before copying ids to the GPU.
         """
         if not isinstance(input_ids, torch.Tensor) or input_ids.is_floating_point() \
                 or input_ids.is_complex() or input_ids.dtype == torch.bool:
@@ -117,26 +117,31 @@ class MinimalLLM(nn.Module):
             raise ValueError(f"{past + T} positions ({past} cached + {T} new) exceed "
                              f"max_seq_len={limit}; shorten the input to its last "
                              f"{limit - past} tokens")
-        if input_ids.device.type == "cpu":  # on a GPU, reading min/max would make it wait
+        if values and input_ids.device.type == "cpu":  # on a GPU, reading min/max would make it wait
             check_token_ids(input_ids, self.config.vocab_size)
 
     def forward(self, input_ids: torch.Tensor, past_key_values: list[KVCache] | None = None,
                 use_cache: bool = False):
         """input_ids (B, T) -> logits (B, T, vocab_size).
 
-        With `use_cache=True` returns (logits, cache), where cache holds each
-        layer's keys and values; pass it back as `past_key_values` with the
-        next tokens to continue without recomputing the prefix.
+        With `use_cache=True` returns (logits, cache), where cache is a list of
+        each layer's `KVCache`; pass it back as `past_key_values` with the next
+        tokens to continue without recomputing the prefix (it is extended in place).
         """
         x, presents = self.hidden_states(input_ids, past_key_values, use_cache)
         logits = self.lm_head(x)
         return (logits, presents) if use_cache else logits
 
     def hidden_states(self, input_ids: torch.Tensor,
-                      past_key_values: list[KVCache] | None = None, use_cache: bool = False):
-        """Everything but the output layer: (final-normed hidden states (B, T, d_model), cache)."""
-        past = 0 if not past_key_values else past_key_values[0][0].shape[2]
-        self.check_input(input_ids, past)
+                      past_key_values: list[KVCache] | None = None, use_cache: bool = False,
+                      check_ids: bool = True):
+        """Everything but the output layer: (final-normed hidden states (B, T, d_model), cache).
+
+        `check_ids=False` skips reading the id values (shape and length are still checked):
+        for ids that cannot be out of range, such as the tokens `generate_ids` just chose.
+        """
+        past = 0 if not past_key_values else past_key_values[0].length
+        self.check_input(input_ids, past, check_ids)
         x = self.embed_tokens(input_ids)
         presents = []
         for i, layer in enumerate(self.layers):

@@ -69,6 +69,28 @@ def test_filters_keep_the_top_k_and_the_top_p_nucleus():
     assert draws == {0, 1, 2}
 
 
+def _nucleus_by_full_sort(logits, top_k, top_p):
+    """The reference: top-k, then top-p over a sort of the whole vocabulary."""
+    kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+    logits = logits.masked_fill(logits < kth, float("-inf"))
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    drop_sorted = probs.cumsum(-1) - probs >= top_p
+    return logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
+
+
+@pytest.mark.parametrize("top_k, top_p", [(5, 0.5), (50, 0.9), (50, 0.999), (1, 0.3)])
+def test_top_p_after_top_k_keeps_what_a_full_sort_keeps(top_k, top_p):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 3000, generator=g) * 3
+    logits[1, :60] = 7.0                      # many ties at the top, more than k of them
+    logits[2, torch.topk(logits[2], top_k).indices[-1]] = logits[2].max()  # a tie inside the top k
+    got = filter_logits(logits, top_k=top_k, top_p=top_p)
+    want = _nucleus_by_full_sort(logits, top_k, top_p)
+    assert torch.equal(got > float("-inf"), want > float("-inf"))
+    assert torch.equal(got[got > float("-inf")], want[want > float("-inf")])
+
+
 def test_a_seed_makes_sampling_repeatable(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     a = generate_text(model, tokenizer, "The ", 20, temperature=1.0, seed=3)

@@ -113,7 +113,8 @@ def test_kv_cache_gives_the_same_logits_as_a_full_forward():
         with pytest.raises(ValueError, match="257 positions"):
             model(ids[:, :1], past_key_values=cache, use_cache=True)
     assert (torch.cat(pieces, 1) - full).abs().max() <= 1e-5
-    assert cache[0][0].shape == (3, config.n_kv_heads, 256, config.head_dim)
+    assert cache[0].length == 256
+    assert cache[0].keys[:, :, :256].shape == (3, config.n_kv_heads, 256, config.head_dim)
 
 
 def test_dropout_acts_in_training_only():
@@ -151,3 +152,24 @@ def test_rope_matches_transformers_at_an_offset_and_depends_only_on_distance():
     assert torch.allclose(at(one_q, 3) @ at(one_k, 10), at(one_q, 103) @ at(one_k, 110), atol=1e-4)
     with pytest.raises(ValueError, match="cover 256 positions"):
         rotary(q, offset=250)
+
+
+def test_kv_cache_keeps_every_position_when_it_grows_and_copies_are_independent():
+    from qwenlib.attention import KVCache
+    g = torch.Generator().manual_seed(0)
+    pieces = [torch.randn(2, 3, t, 4, generator=g) for t in (5, 1, 1, 7, 1)]
+    cache = KVCache()                        # no size given: it grows as needed
+    for i, k in enumerate(pieces):
+        keys, values = cache.append(k, -k)
+        if i == 2:
+            branch = cache.copy()
+    assert cache.length == 15 and cache.capacity >= 15
+    assert torch.equal(keys, torch.cat(pieces, 2)) and torch.equal(values, -torch.cat(pieces, 2))
+    branch.append(pieces[0][:, :, :1] + 100, pieces[0][:, :, :1])
+    assert branch.length == 8 and cache.length == 15
+    assert torch.equal(cache.keys[:, :, 7], pieces[3][:, :, 0])   # the original is untouched
+    sized = KVCache(capacity=16)
+    sized.append(pieces[0], pieces[0])
+    first = sized.keys
+    sized.append(pieces[3], pieces[3])
+    assert sized.keys is first               # told its size, it never reallocates
