@@ -36,12 +36,14 @@ def _check(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
 def _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction, need_grad):
     """The loss and, if `need_grad`, its gradients for `hidden` (N, d) and `weight` (V, d).
 
-    For each chunk of n tokens: logits z (n, V) in one reused buffer; in place,
-    z - max, exp, and its row sums s give the loss logsumexp(z) - z[target]. The
-    gradient of the logits is softmax - one_hot = (e - s * one_hot) / s, so we
-    subtract s at each target and fold the 1/s (and the mean's 1/N) into the rows
-    of the two small matrices instead of dividing the big block. Under autocast
-    (CUDA) the matmuls run in the autocast dtype and the softmax in fp32.
+    For each chunk of n tokens: logits z = W h^T (V, n), vocabulary down and tokens across,
+    in one reused buffer; in place, z - max, exp, and the column sums s give the loss
+    logsumexp(z) - z[target]. The gradient of the logits is softmax - one_hot. The softmax
+    part is e / s: the 1/s (and the mean's 1/N) is folded into the columns of the two small
+    matrices instead of dividing the big block. The one-hot part is one row of W per token:
+    it is subtracted from the hidden-state gradient and added into the weight gradient's
+    target rows, outside the block. Under autocast (CUDA) the matmuls run in the autocast
+    dtype and the softmax in fp32.
     """
     device, (N, d), V = hidden.device, hidden.shape, weight.shape[0]
     amp = torch.is_autocast_enabled(device.type)
@@ -52,33 +54,35 @@ def _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction, 
         w, h_all = weight.to(mm_dtype), hidden.to(mm_dtype)
         grad_h = torch.empty(N, d, dtype=hidden.dtype, device=device) if need_grad else None
         grad_w = torch.zeros(V, d, dtype=torch.float32, device=device) if need_grad else None
-        buffer = torch.empty(min(chunk_size, N) * V, dtype=mm_dtype, device=device)
+        buffer = torch.empty(V * min(chunk_size, N), dtype=mm_dtype, device=device)
         total = torch.zeros((), dtype=torch.float32, device=device)
         for start in range(0, N, chunk_size):
-            h, t, keep = (a[start:start + chunk_size] for a in (h_all, targets, valid))
+            h, t, keep = (x[start:start + chunk_size] for x in (h_all, targets, valid))
             n = h.shape[0]
-            z = torch.mm(h, w.t(), out=buffer[:n * V].view(n, V)).float()  # (n, V) logits
-            rows, t = torch.arange(n, device=device), t.where(keep, 0)
-            target_logit = z[rows, t]
-            m = z.amax(1, keepdim=True)          # in place: subtract each row's max,
-            z.sub_(m)
-            torch.exp(z, out=z)                  # exponentiate: e = exp(z - max),
-            s = z.sum(1)                         # and sum: s = sum(e)
-            total += ((m[:, 0] + s.log() - target_logit) * keep).sum()  # logsumexp - z[target]
+            t, cols = t.where(keep, 0), torch.arange(n, device=device)
+            z = torch.mm(w, h.t(), out=buffer[:V * n].view(V, n)).float()   # (V, n) logits
+            target_logit = z[t, cols]
+            m = z.amax(0)                         # each token's largest logit,
+            z.sub_(m)                             # in place: z - max,
+            z.exp_()                              # e = exp(z - max),
+            s = z.sum(0)                          # s = sum(e)
+            total += ((m + s.log() - target_logit) * keep).sum()      # logsumexp - z[target]
             if need_grad:
-                z[rows, t] -= s                  # e - s * one_hot = s * (softmax - one_hot)
-                row_scale = (keep / s)[:, None]  # 1/s, and 0 where the target is ignored
-                if mm_dtype == torch.float16:    # s can pass fp16's largest number, 65,504:
-                    z.mul_(row_scale)            # divide the block by s first
-                    row_scale = torch.ones_like(row_scale)
-                row_scale = row_scale * scale    # and the mean's 1/N
+                factor = keep / s                 # softmax = e / s; 0 where the target is ignored
+                if mm_dtype == torch.float16:     # s can pass fp16's largest number, 65,504:
+                    z.mul_(factor)                # normalise the block first
+                    factor = torch.ones_like(factor)
+                factor = (factor * scale)[:, None]  # and the mean's 1/N
                 p = z.to(mm_dtype)
-                grad_h[start:start + n] = (p @ w) * row_scale           # d loss / d hidden
-                h_scaled = (h * row_scale).to(mm_dtype)
+                gh = (p.t() @ w).float() * factor                       # softmax part of d/dh
+                h_scaled = (h * factor).to(mm_dtype)
                 if p.dtype == grad_w.dtype:
-                    grad_w.addmm_(p.t(), h_scaled)                      # d loss / d weight
+                    grad_w.addmm_(p, h_scaled)                          # softmax part of d/dW
                 else:
-                    grad_w += (p.t() @ h_scaled).float()
+                    grad_w += (p @ h_scaled).float()
+                one_hot = (keep * scale)[:, None]  # minus one-hot: one row of W per token
+                grad_h[start:start + n] = gh - w[t].float() * one_hot
+                grad_w.index_add_(0, t, h.float() * -one_hot)
     grad_w = grad_w.to(weight.dtype) if need_grad else None
     return total * scale, grad_h, grad_w
 
