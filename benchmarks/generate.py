@@ -65,6 +65,22 @@ def original_decoder(model, prompt, results, name):
     return run
 
 
+def output_layer_layouts(model, device, repeats: int = 50) -> dict[str, float]:
+    """Median ms of one decode step's output layer, one hidden state times the 49,152 x 128
+    weight: as the embedding stores it (`F.linear`, what `lm_head` does) and through the
+    contiguous (128, 49,152) copy that `generate_ids` makes on the CPU."""
+    weight = model.lm_head.weight.detach()
+    head, x = weight.t().contiguous(), torch.randn(1, weight.shape[1], device=device)
+    ways = {"lm_head weight (vocab, d)": lambda: torch.nn.functional.linear(x, weight),
+            "transposed copy (d, vocab)": lambda: x @ head}
+    times = {k: [] for k in ways}
+    with torch.inference_mode():
+        for _ in range(repeats):
+            for name, fn in ways.items():
+                times[name].append(timed(fn, device))
+    return {k: 1000 * statistics.median(v[5:]) for k, v in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per decoder")
@@ -114,6 +130,9 @@ def main() -> None:
         mine = rate[f"{case}: qwenlib" + (", KV cache" if case.startswith("greedy") else "")]
         print(f"{case}: qwenlib / transformers = {mine / rate[f'{case}: transformers']:.2f}x")
     cached = rate["greedy, 1-token prompt: qwenlib, KV cache"]
+    layouts = output_layer_layouts(model, device)
+    print("one decode step's output layer: " + ", ".join(f"{k} {v:.2f} ms" for k, v in layouts.items())
+          + f" (ratio {layouts['lm_head weight (vocab, d)'] / layouts['transposed copy (d, vocab)']:.1f}x)")
     print(f"KV cache / recompute = {cached / rate['greedy, 1-token prompt: qwenlib, recompute']:.1f}x, "
           f"KV cache / original loop = {cached / rate['greedy, 1-token prompt: original loop']:.1f}x")
 
