@@ -98,7 +98,7 @@ def _output_matrix(model) -> torch.Tensor:
     """The output layer as a (d_model, vocab) matrix, for one hidden state at a time.
 
     A decode step multiplies one vector by the 49,152 x 128 output weight. On the CPU the
-    matrix-vector product reads the weight's transpose, stored contiguously, about 2.8
+    matrix-vector product reads the weight's transpose, stored contiguously, about 2.9
     times faster than the (vocab, d_model) weight itself (`benchmarks/generate.py`), so
     we make that copy once per call; on a GPU the weight is used as it is (a view)."""
     weight = model.lm_head.weight
