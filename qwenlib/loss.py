@@ -69,8 +69,8 @@ def _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction, 
             total += ((m + s.log() - target_logit) * keep).sum()      # logsumexp - z[target]
             if need_grad:
                 factor = keep / s                 # softmax = e / s; 0 where the target is ignored
-                if mm_dtype == torch.float16:     # s can pass fp16's largest number, 65,504:
-                    z.mul_(factor)                # normalise the block first
+                if mm_dtype == torch.float16:     # 1/s in fp16 h could flush to zero (fp16's
+                    z.mul_(factor)                # range is narrow): normalise the block instead
                     factor = torch.ones_like(factor)
                 factor = (factor * scale)[:, None]  # and the mean's 1/N
                 p = z.to(mm_dtype)
