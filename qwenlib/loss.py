@@ -6,9 +6,13 @@ from __future__ import annotations
 
 __all__ = ['LinearCrossEntropy', 'linear_cross_entropy']
 
+import math
+import threading
+
 import torch
 
 DEFAULT_CHUNK_SIZE = 256
+LOG2E = 1 / math.log(2)  # exp(x) = 2 ** (x * log2(e)); exp2 is the cheaper function on the CPU
 
 
 def _check(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
@@ -33,12 +37,34 @@ def _check(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                          f"{ignore_index}), got min {int(used.min())}, max {int(used.max())}")
 
 
+class _BlockBuffer(threading.local):
+    """The chunk's (V, n) logits block, kept between calls on the CPU (one per thread).
+
+    A fresh 50 MB tensor is fresh memory: the operating system maps and zeroes it page by
+    page on first touch, and the C allocator hands blocks this large back to the system
+    when they are freed, so every call would pay for those page faults again. CUDA's
+    caching allocator already keeps freed blocks, so there the buffer is simply allocated.
+    """
+
+    def get(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        if device.type != "cpu":
+            return torch.empty(numel, dtype=dtype, device=device)
+        kept = getattr(self, "tensor", None)
+        if kept is None or kept.dtype != dtype or kept.numel() < numel:
+            kept = self.tensor = torch.empty(numel, dtype=dtype, device=device)
+        return kept[:numel]
+
+
+_block_buffer = _BlockBuffer()
+
+
 def _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction, need_grad):
     """The loss and, if `need_grad`, its gradients for `hidden` (N, d) and `weight` (V, d).
 
     For each chunk of n tokens: logits z = W h^T (V, n), vocabulary down and tokens across,
-    in one reused buffer; in place, z - max, exp, and the column sums s give the loss
-    logsumexp(z) - z[target]. The gradient of the logits is softmax - one_hot. The softmax
+    in one buffer reused for every chunk (and, on the CPU, between calls). The logits are
+    computed in base 2 (h is scaled by log2(e), so the block holds z / ln 2) and, in place,
+    z - max, exp2, and the column sums s give the loss logsumexp(z) - z[target]. The gradient of the logits is softmax - one_hot. The softmax
     part is e / s: the 1/s (and the mean's 1/N) is folded into the columns of the two small
     matrices instead of dividing the big block. The one-hot part is one row of W per token:
     it is subtracted from the hidden-state gradient and added into the weight gradient's
@@ -54,19 +80,19 @@ def _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction, 
         w, h_all = weight.to(mm_dtype), hidden.to(mm_dtype)
         grad_h = torch.empty(N, d, dtype=hidden.dtype, device=device) if need_grad else None
         grad_w = torch.zeros(V, d, dtype=torch.float32, device=device) if need_grad else None
-        buffer = torch.empty(V * min(chunk_size, N), dtype=mm_dtype, device=device)
+        buffer = _block_buffer.get(V * min(chunk_size, N), mm_dtype, device)
         total = torch.zeros((), dtype=torch.float32, device=device)
         for start in range(0, N, chunk_size):
             h, t, keep = (x[start:start + chunk_size] for x in (h_all, targets, valid))
             n = h.shape[0]
             t, cols = t.where(keep, 0), torch.arange(n, device=device)
-            z = torch.mm(w, h.t(), out=buffer[:V * n].view(V, n)).float()   # (V, n) logits
+            z = torch.mm(w, (h * LOG2E).t(), out=buffer[:V * n].view(V, n)).float()  # logits / ln 2
             target_logit = z[t, cols]
             m = z.amax(0)                         # each token's largest logit,
             z.sub_(m)                             # in place: z - max,
-            z.exp_()                              # e = exp(z - max),
+            z.exp2_()                             # e = 2 ** (z - max) = exp(logits - max logit),
             s = z.sum(0)                          # s = sum(e)
-            total += ((m + s.log() - target_logit) * keep).sum()      # logsumexp - z[target]
+            total += ((m + s.log2() - target_logit) * keep).sum()     # (logsumexp - z[target]) / ln 2
             if need_grad:
                 factor = keep / s                 # softmax = e / s; 0 where the target is ignored
                 if mm_dtype == torch.float16:     # 1/s in fp16 h could flush to zero (fp16's
@@ -84,7 +110,7 @@ def _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction, 
                 grad_h[start:start + n] = gh - w[t].float() * one_hot
                 grad_w.index_add_(0, t, h.float() * -one_hot)
     grad_w = grad_w.to(weight.dtype) if need_grad else None
-    return total * scale, grad_h, grad_w
+    return total * (scale / LOG2E), grad_h, grad_w  # back to nats
 
 
 class LinearCrossEntropy(torch.autograd.Function):

@@ -124,11 +124,14 @@ def test_fp16_gradients_stay_finite_when_the_softmax_sum_passes_65504():
         assert (a - b).abs().max() <= 0.01 * b.abs().max()
 
 
-def test_peak_memory_holds_one_chunk_not_all_the_logits(setup):
+def test_peak_memory_holds_one_chunk_not_all_the_logits(setup, monkeypatch):
     """The largest tensors the fused loss creates are one (vocab, chunk) buffer and the
     weight's gradient; the logits would be (positions, vocab)."""
     from torch.overrides import TorchFunctionMode
 
+    import qwenlib.loss
+    # the buffer kept between calls is as large as the largest chunk used so far: start afresh
+    monkeypatch.setattr(qwenlib.loss, "_block_buffer", qwenlib.loss._BlockBuffer())
     model, x, y = setup
     hidden = model.hidden_states(x)[0].detach().requires_grad_()
     weight = model.lm_head.weight
@@ -147,6 +150,59 @@ def test_peak_memory_holds_one_chunk_not_all_the_logits(setup):
     vocab, positions = weight.shape[0], x.numel()
     assert max(sizes) == max(vocab * 16, weight.numel())
     assert max(sizes) < positions * vocab
+
+
+def test_the_logits_buffer_is_kept_between_calls_on_the_cpu(setup, monkeypatch):
+    """A fresh 50 MB block per call would pay the operating system's page faults each time."""
+    import qwenlib.loss
+
+    monkeypatch.setattr(qwenlib.loss, "_block_buffer", qwenlib.loss._BlockBuffer())
+    model, x, y = setup
+    hidden = model.hidden_states(x)[0].detach().requires_grad_()
+    linear_cross_entropy(hidden, model.lm_head.weight, y, chunk_size=32).backward()
+    kept = qwenlib.loss._block_buffer.tensor.data_ptr()
+    linear_cross_entropy(hidden, model.lm_head.weight, y, chunk_size=32).backward()
+    linear_cross_entropy(hidden, model.lm_head.weight, y, chunk_size=8).backward()
+    assert qwenlib.loss._block_buffer.tensor.data_ptr() == kept
+
+
+def test_two_losses_before_one_backward_keep_their_own_gradients():
+    """The second call reuses the first one's buffer: nothing the first returned may live in it."""
+    torch.manual_seed(0)
+    weight = (torch.randn(700, 32) * 0.3).requires_grad_()
+    h1, h2 = (torch.randn(90, 32, requires_grad=True) for _ in range(2))
+    t1, t2 = (torch.randint(0, 700, (90,)) for _ in range(2))
+    fused = linear_cross_entropy(h1, weight, t1, chunk_size=40) \
+        + 2 * linear_cross_entropy(h2, weight, t2, chunk_size=40)
+    got = torch.autograd.grad(fused, (h1, h2, weight))
+    plain = F.cross_entropy(h1 @ weight.T, t1) + 2 * F.cross_entropy(h2 @ weight.T, t2)
+    want = torch.autograd.grad(plain, (h1, h2, weight))
+    assert abs(fused.item() - plain.item()) <= 1e-6 * abs(plain.item())
+    for a, b in zip(got, want):
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+
+
+def test_threads_computing_the_loss_at_once_get_their_own_results():
+    """The kept buffer is per thread (nn.DataParallel and data loaders run threads)."""
+    import threading
+
+    torch.manual_seed(0)
+    weight = torch.randn(2000, 64) * 0.3
+    inputs = [(torch.randn(300, 64), torch.randint(0, 2000, (300,))) for _ in range(2)]
+    want = [F.cross_entropy(h @ weight.T, t).item() for h, t in inputs]
+    got = [[], []]
+
+    def work(i):
+        for _ in range(20):
+            got[i].append(linear_cross_entropy(*inputs[i][:1], weight, inputs[i][1], chunk_size=100).item())
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for i in range(2):
+        assert max(abs(g - want[i]) for g in got[i]) <= 1e-5 * abs(want[i])
 
 
 @pytest.mark.parametrize("call, error, words", [
