@@ -118,7 +118,10 @@ class LinearCrossEntropy(torch.autograd.Function):
 
     The loss is the last thing a train step computes, so its gradient is known as
     soon as the forward runs: computing it there means the logits of each chunk are
-    used once and dropped. Backward only scales the stored gradients.
+    used once and dropped. Backward only scales the stored gradients, in place: a new
+    (V, d) tensor per step would be new memory the operating system has to fault in.
+    So backward can run once per loss; `retain_graph=True` and a second backward get
+    a clear error instead of gradients scaled twice.
     """
 
     @staticmethod
@@ -130,8 +133,13 @@ class LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
+        if getattr(ctx, "backward_done", False):
+            raise RuntimeError("linear_cross_entropy: a second backward through the same loss; its "
+                               "stored gradients were already scaled in place. Compute the loss "
+                               "again for each backward instead of retain_graph=True")
+        ctx.backward_done = True
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h * grad_loss, grad_w * grad_loss, None, None, None, None
+        return grad_h.mul_(grad_loss), grad_w.mul_(grad_loss), None, None, None, None
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,

@@ -205,6 +205,19 @@ def test_threads_computing_the_loss_at_once_get_their_own_results():
         assert max(abs(g - want[i]) for g in got[i]) <= 1e-5 * abs(want[i])
 
 
+def test_a_second_backward_through_one_loss_is_refused_not_scaled_twice():
+    """Backward scales the stored gradients in place, so it may run once per loss."""
+    torch.manual_seed(0)
+    weight = torch.randn(300, 16, requires_grad=True)
+    hidden = torch.randn(20, 16, requires_grad=True)
+    loss = linear_cross_entropy(hidden, weight, torch.randint(0, 300, (20,)))
+    (3 * loss).backward(retain_graph=True)
+    first = weight.grad.clone()
+    with pytest.raises(RuntimeError, match="Compute the loss again"):
+        loss.backward()
+    assert torch.equal(weight.grad, first)
+
+
 @pytest.mark.parametrize("call, error, words", [
     (lambda h, w, t: linear_cross_entropy(h, w[:, :8], t), ValueError, "features"),
     (lambda h, w, t: linear_cross_entropy(h, w, t[:-1]), ValueError, "one target per position"),
