@@ -11,10 +11,13 @@ the fp32 matmul peak uses model FLOPs = 6 x parameters touched x tokens, where t
 parameters are every matrix, the output head included (the embedding lookup is not a matmul).
 
     python benchmarks/train_step.py              # timings, memory, share of peak
-    python benchmarks/train_step.py --steps 3    # quicker
+    python benchmarks/train_step.py --steps 3    # quicker (default 7)
 
 The matmul peak is a (4096 x 4096) product timed in the same alternation; the share of
-peak compares medians with medians (the best of the peak runs is printed too).
+peak compares medians with medians (the best of the peak runs is printed too). The share is
+measured twice: with qwenlib alone in a process of its own (as in training: a second model's
+1.2 GB of transient tensors in the same process changes where the C allocator puts
+qwenlib's, and costs it several percent), and side by side with transformers.
 
 It also times the output layer's three matrix multiplies alone (no softmax, no blocks,
 no optimizer) in the same alternation: the ratio transformers / that time is a ceiling
@@ -117,36 +120,57 @@ def memory_child(which: str, steps: int) -> None:
     print(json.dumps({"peak_step_mb": _status_mb("VmHWM") - before}))
 
 
+def alternate(runs: dict, steps: int, device) -> dict:
+    """Median seconds of each callable, timed in turn `steps` times after one warm-up each."""
+    for fn in runs.values():
+        fn()
+    times = {k: [] for k in runs}
+    for _ in range(steps):
+        for which, fn in runs.items():
+            times[which].append(timed(fn, device))
+    return {k: statistics.median(v) for k, v in times.items()} | {
+        "best peak": min(times["peak"])}
+
+
+def alone_child(steps: int) -> None:
+    """qwenlib's step in a process of its own, as in training, alternating with the peak."""
+    device = get_device()
+    _, model, opt, x, y = build("qwenlib", device)
+    med = alternate({"qwenlib": step_fn("qwenlib", model, opt, x, y),
+                     "peak": peak_matmul_fn(device)}, steps, device)
+    print(json.dumps(med))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per model")
+    parser.add_argument("--steps", type=int, default=7, help="timed steps per model")
     parser.add_argument("--memory-child", choices=["qwenlib", "transformers"], help=argparse.SUPPRESS)
+    parser.add_argument("--alone-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         return memory_child(args.memory_child, 2)
+    if args.alone_child:
+        return alone_child(args.steps)
     device = get_device()
+    alone = json.loads(subprocess.run([sys.executable, __file__, "--alone-child", "--steps",
+                                       str(args.steps)], capture_output=True, text=True,
+                                      check=True).stdout.strip().splitlines()[-1])
     runs = {}
-    for which in ("qwenlib", "transformers"):
+    for which in ("qwenlib", "transformers"):  # both built before either steps
         config, model, opt, x, y = build(which, device)
         runs[which] = step_fn(which, model, opt, x, y)
-        runs[which]()  # warm-up
         if which == "qwenlib":
             head_only = head_matmuls_fn(model, config.batch_size * config.max_seq_len)
     runs["head matmuls"] = head_only
-    head_only()  # warm-up
     # the peak is timed in the same alternation, so that it meets the same machine
     runs["peak"] = peak_matmul_fn(device)
-    runs["peak"]()
-    times = {k: [] for k in runs}
-    for _ in range(args.steps):
-        for which, fn in runs.items():
-            times[which].append(timed(fn, device))
+    med = alternate(runs, args.steps, device)
     tokens = config.batch_size * config.max_seq_len
     params = sum(p.numel() for n, p in MinimalLLM(config).named_parameters() if p.ndim == 2)
     flops = 6 * params * tokens
     peak_flops = 2 * PEAK_N**3
-    peak = peak_flops / statistics.median(times["peak"]) / 1e9
-    best_peak = peak_flops / min(times["peak"]) / 1e9
+    peak, best_peak = peak_flops / med["peak"] / 1e9, peak_flops / med["best peak"] / 1e9
+    alone_peak = peak_flops / alone["peak"] / 1e9
     memory = {}
     if device.type == "cpu" and sys.platform.startswith("linux"):
         for which in ("qwenlib", "transformers"):
@@ -155,9 +179,13 @@ def main() -> None:
             memory[which] = json.loads(out.stdout.strip().splitlines()[-1])["peak_step_mb"]
     print(f"device {device}; default config, batch {config.batch_size} x {config.max_seq_len} "
           f"= {tokens} tokens; median of {args.steps} alternating steps")
-    print(f"fp32 matmul peak here: {peak:.0f} GFLOP/s (median; best {best_peak:.0f}); model FLOPs per step: {flops / 1e9:.1f} GFLOP "
-          f"(floor {flops / peak / 1e9:.2f} s)")
-    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"model FLOPs per step: {flops / 1e9:.1f} GFLOP")
+    print(f"qwenlib alone (its own process, as in training; alternating with the matmul peak, "
+          f"{alone_peak:.0f} GFLOP/s there):")
+    print(f"{'qwenlib':13} {alone['qwenlib']:6.2f} s/step  {tokens / alone['qwenlib']:8,.0f} tokens/s  "
+          f"{flops / alone['qwenlib'] / 1e9 / alone_peak:6.1%} of matmul peak")
+    print(f"side by side in one process (fp32 matmul peak here: {peak:.0f} GFLOP/s median, "
+          f"best {best_peak:.0f}; floor {flops / peak / 1e9:.2f} s):")
     for which in ("qwenlib", "transformers"):
         mem = f", peak step memory {memory[which]:,.0f} MB" if which in memory else ""
         print(f"{which:13} {med[which]:6.2f} s/step  {tokens / med[which]:8,.0f} tokens/s  "
