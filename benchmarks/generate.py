@@ -11,7 +11,7 @@ transformers' `generate` on `to_hf(model)` (the same weights, its own cache), si
 - sampling (temperature 0.8, top-k 50, top-p 0.9) from the 1-token prompt. The two draw
   their random numbers differently, so here only the speed is compared.
 
-Runs alternate; the median of `--repeats` (default 3) is reported as tokens/s, with the ratio
+Runs alternate; the median of `--repeats` (default 5) is reported as tokens/s, with the ratio
 qwenlib / transformers, and whether the greedy tokens are the same.
 
     python benchmarks/generate.py
@@ -83,7 +83,7 @@ def output_layer_layouts(model, device, repeats: int = 50) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per decoder")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per decoder")
     args = parser.parse_args()
     hf_logging.set_verbosity_error()
     device = get_device()
