@@ -8,6 +8,7 @@ __all__ = [
     'check_sampling',
     'filter_logits',
     'next_token',
+    'last_logits',
     'generate_ids',
     'stream_text',
     'generate_text',
@@ -94,15 +95,25 @@ def _eval_mode(model: torch.nn.Module):
         model.train(was_training)
 
 
-def _output_matrix(model) -> torch.Tensor:
-    """The output layer as a (d_model, vocab) matrix, for one hidden state at a time.
+DECODE_SLABS = 8  # the output weight's rows, cut into this many slabs for a decode step
 
-    A decode step multiplies one vector by the 49,152 x 128 output weight. On the CPU the
-    matrix-vector product reads the weight's transpose, stored contiguously, about 2.9
-    times faster than the (vocab, d_model) weight itself (`benchmarks/generate.py`), so
-    we make that copy once per call; on a GPU the weight is used as it is (a view)."""
-    weight = model.lm_head.weight
-    return weight.t().contiguous() if weight.device.type == "cpu" else weight.t()
+
+def last_logits(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The output layer for one position per row: hidden (B, d_model) -> logits (B, vocab).
+
+    A decode step multiplies a few vectors by the 49,152 x 128 output weight, 25 MB read
+    for a few hundred thousand multiply-adds. How fast that goes depends on how the
+    matrix library splits the work: on the CPU, one (B, d) @ (d, V) product reads the
+    weight several times slower than the same rows cut into 8 slabs and multiplied as
+    one batch (`torch.bmm`), which reads them in place, without a copy
+    (`benchmarks/generate.py` measures both). On a GPU, or when the rows do not split
+    evenly, it is the plain product."""
+    V, d = weight.shape
+    if weight.device.type != "cpu" or V % DECODE_SLABS or not weight.is_contiguous():
+        return hidden @ weight.t()
+    slabs = weight.view(DECODE_SLABS, V // DECODE_SLABS, d)
+    logits = torch.bmm(slabs, hidden.t().expand(DECODE_SLABS, d, hidden.shape[0]))
+    return logits.reshape(V, hidden.shape[0]).t()
 
 
 def generate_ids(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.8,
@@ -130,7 +141,7 @@ def generate_ids(model, input_ids: torch.Tensor, max_new_tokens: int, temperatur
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
     finished = torch.zeros(tokens.shape[0], dtype=torch.bool, device=device)
-    cache, head = None, _output_matrix(model)
+    cache, weight = None, model.lm_head.weight
     # inference_mode: no autograd bookkeeping at all; the ids were checked above, and the
     # tokens added later are the model's own choices, so no step reads the values again
     with torch.inference_mode(), _eval_mode(model):
@@ -144,7 +155,7 @@ def generate_ids(model, input_ids: torch.Tensor, max_new_tokens: int, temperatur
                 hidden, cache = model.hidden_states(new, cache, use_cache=True, check_ids=False)
             else:  # no cache, or the window is full: read the last `window` tokens afresh
                 hidden, _ = model.hidden_states(tokens[:, -window:], check_ids=False)
-            logits = hidden[:, -1] @ head                 # only the last position is needed
+            logits = last_logits(hidden[:, -1], weight)   # only the last position is needed
             token = next_token(logits, temperature, top_k, top_p, generator)
             if eos_token_id is not None:
                 token = token.masked_fill(finished, eos_token_id)

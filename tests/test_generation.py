@@ -188,3 +188,18 @@ def test_widget_shows_errors_instead_of_losing_them(model_and_tokenizer):
     widget.generate()
     widget.wait(timeout=60)
     assert widget.status.value.startswith("error: the prompt is empty")
+
+
+@pytest.mark.parametrize("vocab, batch", [(4096, 1), (4096, 3), (3000, 1), (3001, 2)])
+def test_last_logits_equal_the_plain_product_for_any_batch_and_vocabulary(vocab, batch):
+    """The slab-wise product of a decode step: the same logits as hidden @ weight.T, also
+    for a vocabulary that does not split into 8 slabs and for a non-contiguous weight."""
+    from qwenlib.generation import last_logits
+
+    torch.manual_seed(0)
+    weight, hidden = torch.randn(vocab, 64) * 0.1, torch.randn(batch, 64)
+    for w in (weight, torch.randn(64, vocab).T * 0.1):
+        got = last_logits(hidden, w)
+        want = hidden.double() @ w.double().T
+        assert got.shape == (batch, vocab) and got.dtype == torch.float32
+        assert (got.double() - want).abs().max() <= 1e-5 * want.abs().max()
