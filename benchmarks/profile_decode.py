@@ -2,9 +2,10 @@
 
 `generate.py` compares whole generations; this script splits one decode step (one new
 token after a 100-token prompt) into what it is made of, each part timed in a loop of its
-own in this one process (the argmax line is net of the output layer), and then prints `torch.profiler`'s table of the operators of 64
-whole decode steps. On the CPU the output layer is a 25 MB read per token; most of the
-rest is the fixed cost of calling many small operators.
+own in this one process (the argmax line is net of the output layer), and then prints
+`torch.profiler`'s table of the operators of 64 whole decode steps. On the CPU the output
+layer is a 25 MB read per token; most of the rest is the fixed cost of calling many small
+operators.
 
     python benchmarks/profile_decode.py
 """
@@ -92,7 +93,8 @@ def main() -> None:
     whole = (time.perf_counter() - start) / steps * 1e6
     print(f"device {device}, {torch.get_num_threads()} threads; default config, one greedy "
           f"decode step after a {PROMPT}-token prompt, median of 5 rounds per part")
-    print(f"{'a whole step of generate_ids (256 new tokens from a 1-token prompt)':70} {whole:8.0f} us")
+    label = "a whole step of generate_ids (256 new tokens from a 1-token prompt)"
+    print(f"{label:70} {whole:8.0f} us")
     for name, us in times.items():
         print(f"{name:70} {us:8.0f} us")
     with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -64,11 +64,12 @@ def _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction, 
     For each chunk of n tokens: logits z = W h^T (V, n), vocabulary down and tokens across,
     in one buffer reused for every chunk (and, on the CPU, between calls). The logits are
     computed in base 2 (h is scaled by log2(e), so the block holds z / ln 2) and, in place,
-    z - max, exp2, and the column sums s give the loss logsumexp(z) - z[target]. The gradient of the logits is softmax - one_hot. The softmax
-    part is e / s: the 1/s (and the mean's 1/N) is folded into the columns of the two small
-    matrices instead of dividing the big block. The one-hot part is one row of W per token:
-    it is subtracted from the hidden-state gradient and added into the weight gradient's
-    target rows, outside the block. Under autocast (CUDA) the matmuls run in the autocast
+    z - max, exp2, and the column sums s give the loss logsumexp(z) - z[target]. The
+    gradient of the logits is softmax - one_hot. The softmax part is e / s: the 1/s (and
+    the mean's 1/N) is folded into the columns of the two small matrices instead of
+    dividing the big block. The one-hot part is one row of W per token: it is subtracted
+    from the hidden-state gradient and added into the weight gradient's target rows,
+    outside the block. Under autocast (CUDA) the matmuls run in the autocast
     dtype and the softmax in fp32.
     """
     device, (N, d), V = hidden.device, hidden.shape, weight.shape[0]
@@ -92,7 +93,7 @@ def _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction, 
             z.sub_(m)                             # in place: z - max,
             z.exp2_()                             # e = 2 ** (z - max) = exp(logits - max logit),
             s = z.sum(0)                          # s = sum(e)
-            total += ((m + s.log2() - target_logit) * keep).sum()     # (logsumexp - z[target]) / ln 2
+            total += ((m + s.log2() - target_logit) * keep).sum()  # (logsumexp - z[t]) / ln 2
             if need_grad:
                 factor = keep / s                 # softmax = e / s; 0 where the target is ignored
                 if mm_dtype == torch.float16:     # 1/s in fp16 h could flush to zero (fp16's
@@ -150,8 +151,9 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     hidden (..., d) are the final hidden states, weight (V, d) the output layer,
     targets (...) the next-token ids (`ignore_index` positions don't count).
     The head and the softmax run `chunk_size` tokens at a time, so memory holds
-    one (chunk_size, V) block instead of all the logits; with autograd on, the
-    gradients are computed in the same pass (see `LinearCrossEntropy`).
+    one (chunk_size, V) block instead of all the logits (on the CPU the block is kept
+    for the next call, one per thread); with autograd on, the gradients are computed in
+    the same pass (see `LinearCrossEntropy`).
     """
     _check(hidden, weight, targets, chunk_size, ignore_index, reduction)
     hidden, targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
