@@ -13,12 +13,12 @@ operators.
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
+from _timing import timed
 from qwenlib import MinimalLLM, PretrainingConfig, get_device
 from qwenlib.attention import KVCache
 from qwenlib.generation import generate_ids, last_logits
@@ -30,17 +30,11 @@ def per_call_us(fn, device, repeats: int = 300) -> float:
     """Median over 5 rounds of the mean time of `repeats` calls, in microseconds."""
     for _ in range(20):
         fn()
-    rounds = []
-    for _ in range(5):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+
+    def many():
         for _ in range(repeats):
             fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        rounds.append((time.perf_counter() - start) / repeats * 1e6)
-    return statistics.median(rounds)
+    return statistics.median(timed(many, device) for _ in range(5)) / repeats * 1e6
 
 
 def main() -> None:
@@ -87,10 +81,8 @@ def main() -> None:
         times = {name: per_call_us(fn, device) for name, fn in parts.items()}
     times["argmax over the vocabulary"] -= times["output layer (last_logits: 8 slabs, one bmm)"]
     steps = 256
-    start = time.perf_counter()
-    for _ in generate_ids(model, token, steps, temperature=0):
-        pass
-    whole = (time.perf_counter() - start) / steps * 1e6
+    whole = timed(lambda: [None for _ in generate_ids(model, token, steps, temperature=0)],
+                  device) / steps * 1e6
     print(f"device {device}, {torch.get_num_threads()} threads; default config, one greedy "
           f"decode step after a {PROMPT}-token prompt, median of 5 rounds per part")
     label = "a whole step of generate_ids (256 new tokens from a 1-token prompt)"
