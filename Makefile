@@ -7,14 +7,19 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.browser-deps
-FLOORS ?= .venv-floors
+# the floors' folder holds torch's CUDA build (several GB, minutes to install), so it is kept
+# between runs and clones, named by a hash of requirements-floors.txt's pins (its comments
+# aside) and the Python version: changed pins or another Python get a folder of their own
+FLOORS_KEY := $(shell sed 's/\#.*//; s/[[:space:]]//g; /^$$/d' requirements-floors.txt 2>/dev/null | sha256sum | cut -c1-16)
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+FLOORS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/qwen-course/floors-py$(PYVER)-$(FLOORS_KEY)
 FLOORS_STAMP := $(FLOORS)/.installed
 # the library's tests that also run under the lowest declared versions (make test-floors):
 # everything that touches transformers, tokenizers, datasets, numpy, tqdm or the widgets;
 # of the trainer (whose other tests exercise torch alone, which the floors do not vary)
 # a training run with its progress bar, a resume and the checkpoint format
 FLOOR_TESTS := tests/test_dependencies.py tests/test_model.py tests/test_generation.py \
-	tests/test_data.py tests/test_qwen3_checkpoints.py \
+	tests/test_data.py tests/test_qwen3_checkpoints.py tests/test_clients.py tests/test_muon.py \
 	tests/test_training.py::test_resume_continues_bit_exact \
 	tests/test_training.py::test_checkpoints_load_with_weights_only_and_hold_everything \
 	tests/test_training.py::test_metrics_json_is_strict_json_even_before_any_evaluation \
@@ -46,13 +51,17 @@ $(BROWSER_STAMP): $(STAMP) requirements-test.txt _config.yml tools/browser_deps.
 	$(PY) tools/browser_deps.py
 	@touch $@
 
-## the lowest versions pyproject.toml admits, in a folder put in front of .venv's packages
-$(FLOORS_STAMP): $(STAMP) requirements-floors.txt
-	rm -rf $(FLOORS)
-	$(PY) -m pip install --quiet --target $(FLOORS) -r requirements-floors.txt 2>&1 | \
-	  grep -v "^WARNING: Location\|dependency resolver\|requires numpy>=1.25" || true
-	@test -d $(FLOORS)/transformers || { echo "could not install requirements-floors.txt"; exit 1; }
-	@touch $@
+## the lowest versions pyproject.toml admits, in a folder put in front of .venv's packages;
+## installed beside it and renamed into place, so an interrupted install is never used
+$(FLOORS_STAMP): | $(STAMP)
+	@echo "installing requirements-floors.txt into $(FLOORS) (kept for later runs)"
+	rm -rf $(FLOORS).partial
+	$(PY) -m pip install --quiet --target $(FLOORS).partial -r requirements-floors.txt 2>&1 | \
+	  grep -v "^WARNING: Location\|dependency resolver\|requires numpy>=1.25\|WARNING: Target directory" || true
+	@test -d $(FLOORS).partial/transformers -a -d $(FLOORS).partial/torch || { \
+	  echo "could not install requirements-floors.txt"; exit 1; }
+	@touch $(FLOORS).partial/.installed
+	rm -rf $(FLOORS) && mv $(FLOORS).partial $(FLOORS)
 
 ## conversion, generation, data and short-training tests under those lowest versions
 test-floors: $(FLOORS_STAMP)

@@ -56,7 +56,7 @@ class PretrainingConfig:
     num_documents: int = 200  # ch1: documents read from the corpus
     max_tokens: int = 50000  # ch1: token ids kept from those documents
     val_fraction: float = 0.1  # ch1: share of the token stream held out (its tail)
-    data_source: str = "auto"  # ch1: "auto" (Hub if reachable, else built-in), "hub", "builtin"
+    data_source: str = "builtin"  # ch1: "builtin" (everywhere), "hub" (the original's), "auto"
     dataset_name: str = "HuggingFaceTB/smollm-corpus"  # ch1: Hub dataset (or a local folder)
     dataset_config: str | None = "cosmopedia-v2"  # ch1: its configuration
     tokenizer_name: str = "HuggingFaceTB/SmolLM-135M"  # ch1: Hub tokenizer (or a local folder)
@@ -188,6 +188,12 @@ def check_config(config: PretrainingConfig) -> None:
                   "set use_amp=True or amp_dtype=\"auto\"")
     if config.data_source not in ("auto", "hub", "builtin"):
         raise bad("data_source", 'must be "auto", "hub" or "builtin"')
+    if config.data_source == "builtin":  # a Hub setting the built-in corpus would ignore
+        for name in ("dataset_name", "dataset_config", "tokenizer_name"):
+            if getattr(config, name) != getattr(PretrainingConfig, name):
+                raise bad(name, "is read only from the Hub (or a local folder), and "
+                                "data_source='builtin' (the default) ignores it; "
+                                "set data_source='hub' to use it")
     if config.max_tokens < config.max_seq_len + 1:
         raise bad("max_tokens", f"is smaller than one training window (max_seq_len + 1 = "
                   f"{config.max_seq_len + 1} tokens); raise max_tokens or lower max_seq_len")

@@ -137,7 +137,7 @@ def _is_local(name: str) -> bool:
 def choose_source(config: PretrainingConfig) -> tuple[str, str]:
     """Decide where the data comes from: ("hub" | "builtin", the reason in words)."""
     if config.data_source == "builtin":
-        return "builtin", "data_source='builtin'"
+        return "builtin", "data_source='builtin' (the default; 'hub' for the original's corpus)"
     if _is_local(config.dataset_name) and _is_local(config.tokenizer_name):
         return "hub", "the dataset and the tokenizer are local folders"
     reason = hub_unreachable_reason()

@@ -7,6 +7,8 @@ from __future__ import annotations
 __all__ = ['to_hf_config', 'to_hf', 'config_from_hf', 'from_hf', 'from_pretrained', 'save_hf']
 
 import json
+import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -63,12 +65,31 @@ def _hf_name(name: str) -> str:
     return name if name.startswith("lm_head.") else "model." + name
 
 
+def _cast_keeping_rope_fp32(hf, device: torch.device, dtype: torch.dtype):
+    """`hf.to(device, dtype)`, except RoPE's frequency buffers, which stay fp32.
+
+    `Module.to(dtype)` casts every floating buffer, transformers' `inv_freq` too; in bf16
+    the angles position x frequency drift with the position (measured on a small model
+    with weights of std 0.1: logits off by 0.04 at 16 tokens, 0.16 at 1,024, where 3% of
+    the argmax tokens changed). transformers' own `from_pretrained` keeps them fp32, and
+    so does our RoPE (chapter 3).
+    """
+    rope = {name: buf for name, buf in hf.named_buffers() if name.endswith("inv_freq")}
+    hf.to(device=device, dtype=dtype)
+    for name, buf in rope.items():
+        owner, _, attr = name.rpartition(".")
+        setattr(hf.get_submodule(owner), attr, buf.to(device=device, dtype=torch.float32))
+    return hf
+
+
 def to_hf(model: MinimalLLM):
-    """A transformers.Qwen3ForCausalLM with the same weights, device, dtype and mode."""
+    """A transformers.Qwen3ForCausalLM with the same weights, device, dtype and mode
+    (RoPE's frequencies in fp32 whatever the dtype, as transformers loads them)."""
     from transformers import Qwen3ForCausalLM
 
     weight = model.embed_tokens.weight
-    hf = Qwen3ForCausalLM(to_hf_config(model.config)).to(device=weight.device, dtype=weight.dtype)
+    hf = _cast_keeping_rope_fp32(Qwen3ForCausalLM(to_hf_config(model.config)),
+                                 weight.device, weight.dtype)
     state = {_hf_name(k): v for k, v in model.state_dict().items()}
     missing, unexpected = hf.load_state_dict(state, strict=False)
     if model.config.tie_word_embeddings:
@@ -270,11 +291,56 @@ def _check_export_folder(folder: Path) -> None:
                               "or empty folder (from a shell: export --output-dir)")
 
 
+def _for_every_transformers(folder: Path) -> None:
+    """Rewrite the saved config.json and tokenizer_config.json so that every transformers
+    release the course supports (4.51 and up) reads them the same way.
+
+    transformers 5 writes RoPE's base only inside `rope_parameters` and the dtype as
+    `dtype`; 4.x reads `rope_theta` / `rope_scaling` and `torch_dtype`, and without them
+    silently uses theta 10,000. A tokenizer saved by transformers 5 names the class
+    `TokenizersBackend`, which 4.x does not have; `PreTrainedTokenizerFast` (the same
+    tokenizer.json) loads in both. Each form is added beside the other, nothing removed.
+    """
+    path = folder / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    rope = config.get("rope_parameters") or {}
+    if "rope_theta" in rope and rope.get("rope_type", "default") == "default":
+        config.setdefault("rope_theta", rope["rope_theta"])
+        config.setdefault("rope_scaling", None)
+    elif "rope_theta" in config and not config.get("rope_scaling"):
+        config.setdefault("rope_parameters", {"rope_type": "default",
+                                              "rope_theta": config["rope_theta"]})
+    for new, old in (("dtype", "torch_dtype"), ("torch_dtype", "dtype")):
+        if new in config:
+            config.setdefault(old, config[new])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path = folder / "tokenizer_config.json"
+    if path.is_file():
+        tokenizer_config = json.loads(path.read_text(encoding="utf-8"))
+        if tokenizer_config.get("tokenizer_class") == "TokenizersBackend":
+            tokenizer_config["tokenizer_class"] = "PreTrainedTokenizerFast"
+            path.write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n",
+                            encoding="utf-8")
+
+
+def _new_folder_beside(folder: Path, tag: str) -> Path:
+    """A new empty folder next to `folder`, with the permissions `mkdir` gives (the umask's;
+    `tempfile.mkdtemp` would make it private, 0700, and the export with it)."""
+    while True:
+        candidate = folder.parent / f".{folder.name}.{tag}{secrets.token_hex(4)}"
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+
+
 def save_hf(model: MinimalLLM, tokenizer, folder: str | Path) -> Path:
     """Write `folder` so that transformers alone can load the model and its tokenizer.
 
     It holds `to_hf(model).save_pretrained` (config.json, model.safetensors,
-    generation_config.json), `tokenizer.save_pretrained`, with the tokenizer's
+    generation_config.json) and `tokenizer.save_pretrained`, written so that every
+    transformers from 4.51 on reads them alike (`_for_every_transformers`), with the tokenizer's
     end-of-text token as `eos_token_id` (so `generate` stops where
     `qwenlib.generate_text` stops), and `qwenlib_export.json`, the list of those files.
     The folder must be new, empty, or an earlier export holding nothing else: save_hf
@@ -289,10 +355,11 @@ def save_hf(model: MinimalLLM, tokenizer, folder: str | Path) -> Path:
         for c in (hf.config, hf.generation_config):
             c.eos_token_id, c.pad_token_id = eos, eos
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    staging = _new_folder_beside(folder, "")
     try:
         hf.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        _for_every_transformers(staging)
         marker = {"format": "qwenlib-export", "files": _files_in(staging)}
         (staging / EXPORT_MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
         if folder.exists():

@@ -29,11 +29,12 @@ class GenerationWidget:
 
         self.stop_at_eos = stop_at_eos  # stop at the tokenizer's end-of-text token
 
-        try:  # Colab renders ipywidgets 8 only with its custom widget manager
-            from google.colab import output
-            output.enable_custom_widget_manager()
-        except ImportError:
-            pass
+        if int(W.__version__.split(".")[0]) >= 8:  # Colab's own 7.7 needs nothing
+            try:  # Colab renders ipywidgets 8 only with its custom widget manager
+                from google.colab import output
+                output.enable_custom_widget_manager()
+            except ImportError:
+                pass
         self.model, self.tokenizer = model, tokenizer
         wide = W.Layout(width="95%")
         self.prompt = W.Textarea(value=prompt, description="Prompt", layout=W.Layout(width="95%", height="4em"))
@@ -63,8 +64,11 @@ class GenerationWidget:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.box._repr_mimebundle_(**kwargs)
+    def _ipython_display_(self) -> None:
+        # Displaying the box itself is how both ipywidgets 7 (Colab's) and 8 show a widget:
+        # 7 has no `_repr_mimebundle_` to hand on, only its own `_ipython_display_`.
+        from IPython.display import display
+        display(self.box)
 
     def _show(self, continuation: str) -> None:
         self.output.value = ("<pre style='white-space: pre-wrap; margin: 0'><b>"

@@ -28,6 +28,8 @@ def test_defaults_are_the_original_packages():
     (dict(max_tokens=100), "max_tokens", "smaller than one training window"),
     (dict(val_fraction=1.0), "val_fraction", "0 < val_fraction < 1"),
     (dict(data_source="web"), "data_source", '"auto", "hub" or "builtin"'),
+    (dict(dataset_name="/data/corpus"), "dataset_name", "set data_source='hub' to use it"),
+    (dict(tokenizer_name="gpt2", data_source="builtin"), "tokenizer_name", "ignores it"),
     (dict(optimizer="sgd"), "optimizer", '"muon"'),
     (dict(adamw_lr=0.0), "adamw_lr", "positive"),
     (dict(builtin_vocab_size=256), "builtin_vocab_size", "at least 257"),
@@ -47,7 +49,7 @@ def test_replace_revalidates():
 
 
 def test_json_round_trip_and_unknown_fields(tmp_path):
-    c = PretrainingConfig(d_model=64, n_heads=2, n_kv_heads=1, dataset_config=None)
+    c = PretrainingConfig(d_model=64, n_heads=2, n_kv_heads=1, data_source="hub", dataset_config=None)
     c.save_json(tmp_path / "config.json")
     assert PretrainingConfig.load_json(tmp_path / "config.json") == c
     values = json.loads((tmp_path / "config.json").read_text())

@@ -153,7 +153,8 @@ def test_damaged_cache_is_rebuilt_not_trusted(offline, tmp_path, capsys):
 def test_fallback_when_hub_is_unreachable_says_so(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on port 9
-    texts, _, tokens = load_and_cache_data(PretrainingConfig(cache_dir=str(tmp_path), **SMALL))
+    texts, _, tokens = load_and_cache_data(PretrainingConfig(cache_dir=str(tmp_path),
+                                                             data_source="auto", **SMALL))
     line = capsys.readouterr().out
     assert "built-in corpus" in line and "because 127.0.0.1 is unreachable" in line
     assert len(tokens) == SMALL["max_tokens"]
@@ -167,13 +168,22 @@ def test_fallback_when_hub_download_fails_says_why(monkeypatch, tmp_path, capsys
         raise ConnectionError("Couldn't reach 'HuggingFaceTB/smollm-corpus' on the Hub")
 
     monkeypatch.setattr(data, "load_hub_documents", failing_download)
-    load_and_cache_data(PretrainingConfig(cache_dir=str(tmp_path), **SMALL))
+    load_and_cache_data(PretrainingConfig(cache_dir=str(tmp_path), data_source="auto", **SMALL))
     line = capsys.readouterr().out
     assert "because the Hub failed (ConnectionError: Couldn't reach" in line
 
 
+def test_the_builtin_corpus_is_the_default_with_or_without_a_network(monkeypatch):
+    """What the book shows is what every reader gets: no network probe decides the data."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(data, "hub_unreachable_reason", lambda timeout=3.0: None)  # "online"
+    assert data.choose_source(PretrainingConfig())[0] == "builtin"
+    assert data.choose_source(PretrainingConfig(data_source="auto")) == ("hub", "the Hub is reachable")
+
+
 def test_offline_env_selects_builtin_and_hub_only_refuses(offline, tmp_path):
-    assert data.choose_source(PretrainingConfig()) == ("builtin", "HF_HUB_OFFLINE=1 is set")
+    assert data.choose_source(PretrainingConfig(data_source="auto")) == \
+        ("builtin", "HF_HUB_OFFLINE=1 is set")
     with pytest.raises(ConnectionError, match="data_source='hub' but HF_HUB_OFFLINE=1 is set"):
         load_and_cache_data(PretrainingConfig(cache_dir=str(tmp_path), data_source="hub"))
 
@@ -201,7 +211,7 @@ def local_hub(tmp_path):
 
 def test_hub_path_works_on_local_folders_without_network(offline, local_hub, tmp_path, capsys):
     corpus, tokenizer_dir, texts = local_hub
-    config = PretrainingConfig(dataset_name=str(corpus), dataset_config="cosmopedia-v2",
+    config = PretrainingConfig(data_source="hub", dataset_name=str(corpus), dataset_config="cosmopedia-v2",
                                tokenizer_name=str(tokenizer_dir), cache_dir=str(tmp_path / "c"),
                                num_documents=25, max_tokens=3000, max_seq_len=32)
     got_texts, tokenizer, tokens = load_and_cache_data(config)
@@ -220,7 +230,7 @@ def test_empty_corpus_is_a_clear_error(offline, local_hub, tmp_path):
     with open(corpus / "cosmopedia-v2" / "train-00000.jsonl", "w") as f:
         for _ in range(3):
             f.write(json.dumps({"text": "   "}) + "\n")
-    config = PretrainingConfig(dataset_name=str(corpus), tokenizer_name=str(tokenizer_dir),
+    config = PretrainingConfig(data_source="hub", dataset_name=str(corpus), tokenizer_name=str(tokenizer_dir),
                                cache_dir=str(tmp_path / "c"), max_seq_len=32, max_tokens=300)
     with pytest.raises(ValueError, match="the corpus gave no text"):
         load_and_cache_data(config)
@@ -230,7 +240,7 @@ def test_tokenizer_larger_than_the_embedding_is_refused(offline, local_hub, tmp_
     corpus, tokenizer_dir, _ = local_hub
     size = len(json.loads((tokenizer_dir / "tokenizer.json").read_text())["model"]["vocab"])
     assert size > 300
-    config = PretrainingConfig(dataset_name=str(corpus), tokenizer_name=str(tokenizer_dir),
+    config = PretrainingConfig(data_source="hub", dataset_name=str(corpus), tokenizer_name=str(tokenizer_dir),
                                cache_dir=str(tmp_path / "c"), max_seq_len=32, max_tokens=300,
                                vocab_size=300, builtin_vocab_size=300)
     with pytest.raises(ValueError, match=f"has {size} tokens but vocab_size=300; "

@@ -35,13 +35,27 @@ def floors() -> dict[str, str]:
     return pins
 
 
+# What Colab's runtime has already imported when a chapter's setup cell runs (its
+# August 2026 image, Python 3.13): `pip install qwenlib[notebooks]` must upgrade none of it.
+COLAB = {"torch": "2.11.0", "transformers": "5.15.0", "numpy": "2.1.3", "tokenizers": "0.22.2",
+         "datasets": "4.0.0", "safetensors": "0.8.0", "matplotlib": "3.10.0",
+         "ipywidgets": "7.7.1"}
+
+
 def test_every_lower_bound_is_installed_by_the_floors_file():
     bounds, pins = lower_bounds(), floors()
-    assert set(bounds) - {"torch"} <= set(pins), "every declared package has a floor pin"
+    assert set(bounds) <= set(pins), "every declared package has a floor pin, torch's too"
     for name, low in bounds.items():
-        if name != "torch":  # the one build of torch this machine installs is requirements.txt's
-            assert Version(pins[name]) == Version(low), \
-                f"{name}: pyproject says >={low}, the floors file {pins[name]}"
+        assert Version(pins[name]) == Version(low), \
+            f"{name}: pyproject says >={low}, the floors file {pins[name]}"
+
+
+def test_installing_qwenlib_in_colab_upgrades_nothing_colab_has():
+    bounds = lower_bounds()
+    for name, colab in COLAB.items():
+        assert name in bounds, f"{name} is in Colab's runtime but not among qwenlib's needs"
+        assert Version(bounds[name]) <= Version(colab), \
+            f"{name}>={bounds[name]} would upgrade Colab's {colab} (and ask for a restart)"
 
 
 @pytest.mark.skipif(os.environ.get("QWEN_COURSE_FLOORS") != "1",

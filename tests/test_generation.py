@@ -170,6 +170,22 @@ def test_widget_generates_when_the_button_is_pressed(model_and_tokenizer):
     assert not widget.generate_button.disabled and widget.stop_button.disabled
 
 
+def test_widget_displays_as_a_widget_view_under_ipywidgets_7_and_8(model_and_tokenizer):
+    """Colab's runtime ships ipywidgets 7.7.1 (`make test-floors` runs this under it), whose
+    widgets have no `_repr_mimebundle_`; the pins have 8. Both must show the widget."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.display import display
+    from IPython.utils.capture import capture_output
+
+    InteractiveShell.instance()  # display() publishes through a shell, as in a notebook
+    widget = GenerationWidget(*model_and_tokenizer)
+    with capture_output() as shown:
+        display(widget)
+    views = [o.data["application/vnd.jupyter.widget-view+json"] for o in shown.outputs
+             if "application/vnd.jupyter.widget-view+json" in o.data]
+    assert [view["model_id"] for view in views] == [widget.box.model_id]
+
+
 def test_widget_stop_interrupts_generation(model_and_tokenizer, monkeypatch):
     model, tokenizer = model_and_tokenizer
     a = tokenizer.convert_tokens_to_ids("a")
