@@ -20,12 +20,13 @@ FLOORS_STAMP := $(FLOORS)/.installed
 # a training run with its progress bar, a resume and the checkpoint format
 FLOOR_TESTS := tests/test_dependencies.py tests/test_model.py tests/test_generation.py \
 	tests/test_data.py tests/test_qwen3_checkpoints.py tests/test_clients.py tests/test_muon.py \
+	tests/test_gguf.py \
 	tests/test_training.py::test_resume_continues_bit_exact \
 	tests/test_training.py::test_checkpoints_load_with_weights_only_and_hold_everything \
 	tests/test_training.py::test_metrics_json_is_strict_json_even_before_any_evaluation \
 	tests/test_cli.py::test_exported_folder_generates_the_same_in_transformers_alone
 
-.PHONY: setup browser-deps train test test-floors gpu-check export check-export unit notebooks book bench clean
+.PHONY: setup browser-deps train test test-floors gpu-check export check-export unit notebooks book bench interop clean
 
 setup: $(STAMP)
 
@@ -92,6 +93,12 @@ book: setup
 ## written to $OUT or test-artifacts/gpu-check; without a GPU it says so and exits 0
 gpu-check: setup
 	$(PY) tools/gpu_check.py
+
+## GGUF files in llama.cpp itself: installs llama-cpp-python (it compiles llama.cpp: about
+## ten minutes on two cores, once) and compares tokens, logits and greedy text with qwenlib's
+interop: setup
+	$(PY) -m pip install --quiet llama-cpp-python==0.3.36
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/gguf_interop.py
 
 bench: setup
 	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }; \

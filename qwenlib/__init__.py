@@ -10,6 +10,7 @@ from qwenlib.distributed import DistributedTrainer, init_distributed
 from qwenlib.data import (TextTokenDataset, load_and_cache_data, make_dataloaders,
                           split_tokens)
 from qwenlib.generation import generate_batch, generate_text, stream_text
+from qwenlib.gguf import save_gguf
 from qwenlib.hf import from_hf, from_pretrained, save_hf, to_hf
 from qwenlib.loss import linear_cross_entropy
 from qwenlib.model import MinimalLLM
@@ -57,5 +58,6 @@ __all__ = [
     "to_hf",
     "training_dtype",
     "save_hf",
+    "save_gguf",
     "zeropower_via_newtonschulz5",
 ]

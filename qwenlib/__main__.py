@@ -7,6 +7,7 @@ Hand-written (the exporter never touches this file).
     torchrun --nproc_per_node=N -m qwenlib train ...   the same, in N processes (chapter 10)
     python -m qwenlib generate --checkpoint PATH --prompt TEXT [--temperature T ...]
     python -m qwenlib export --checkpoint PATH --output-dir DIR   a folder transformers loads
+    python -m qwenlib export --checkpoint PATH --format gguf --output FILE   llama.cpp, Ollama
 
 Every field of ``PretrainingConfig`` is a flag: ``gradient_accumulation_steps``
 is ``--gradient-accumulation-steps``. A bad value, a broken file or a full disk is one
@@ -125,13 +126,33 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_export_flags(args: argparse.Namespace) -> None:
+    if args.format == "hf" and (args.output is not None or args.gguf_dtype is not None):
+        raise ValueError("--output and --gguf-dtype are for --format gguf; --format hf "
+                         "writes a folder: give --output-dir DIR")
+    if args.format == "hf" and args.output_dir is None:
+        raise ValueError("--format hf writes a folder: give --output-dir DIR")
+    if args.format == "gguf" and (args.output is None or args.output_dir is not None):
+        raise ValueError("--format gguf writes one file: give --output FILE.gguf "
+                         "(not --output-dir)")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from qwenlib.hf import save_hf
     from qwenlib.training import load_model
 
+    _check_export_flags(args)
     model = load_model(args.checkpoint, "cpu")
     tokenizer = _load_tokenizer(Path(args.checkpoint), args.tokenizer)
     _check_vocabulary(model, tokenizer, args.tokenizer or "the checkpoint's folder")
+    if args.format == "gguf":
+        from qwenlib.gguf import save_gguf
+
+        path = save_gguf(model, tokenizer, args.output, args.gguf_dtype or "f32")
+        print(f"wrote {path}: run it with llama.cpp (llama-cli -m {path} -p \"The \" -no-cnv) "
+              f"or Ollama (a Modelfile saying FROM ./{path.name})")
+        return 0
+    from qwenlib.hf import save_hf
+
     folder = save_hf(model, tokenizer, args.output_dir)
     print(f"wrote {folder}: load it with transformers' AutoModelForCausalLM.from_pretrained"
           f"('{folder}') and AutoTokenizer.from_pretrained('{folder}')")
@@ -222,11 +243,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the tokenizer's folder (default: the tokenizer/ folder train wrote "
                      "beside the checkpoint)")
     export = commands.add_parser("export", help="write a checkpoint as a folder transformers "
-                                 "loads (Qwen3ForCausalLM + tokenizer)")
+                                 "loads (Qwen3ForCausalLM + tokenizer), or as one GGUF file "
+                                 "for llama.cpp and Ollama")
     export.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="a checkpoint written by train, e.g. models/best_model1.pt")
-    export.add_argument("--output-dir", required=True, metavar="DIR",
-                        help="the folder to write (new, empty, or an earlier export)")
+    export.add_argument("--format", choices=("hf", "gguf"), default="hf",
+                        help="hf: a transformers folder (default); gguf: one file for llama.cpp")
+    export.add_argument("--output-dir", default=None, metavar="DIR",
+                        help="--format hf: the folder to write (new, empty, or an earlier export)")
+    export.add_argument("--output", default=None, metavar="FILE",
+                        help="--format gguf: the file to write (new, or an earlier GGUF file)")
+    export.add_argument("--gguf-dtype", choices=("f32", "f16"), default=None,
+                        help="--format gguf: the weights' precision (default f32; f16 halves the file)")
     export.add_argument("--tokenizer", default=None, metavar="DIR",
                         help="the tokenizer's folder (default: the tokenizer/ folder train "
                         "wrote beside the checkpoint)")

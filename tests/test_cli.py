@@ -151,3 +151,26 @@ def test_resume_past_max_steps_or_on_other_data_is_one_clear_line(tmp_path):
     allowed = run("train", *flags, "--max-steps", "4", "--num-documents", "50", "--resume", final,
                   "--allow-data-change", cwd=tmp_path)
     assert allowed.returncode == 0, allowed.stderr
+
+
+def test_export_format_gguf_writes_one_file_and_bad_flag_mixes_are_one_line(tmp_path):
+    flags = ["--max-tokens", "3000", "--max-seq-len", "32", "--vocab-size", "8192",
+             "--batch-size", "2", "--max-steps", "2", "--eval-every", "2", "--eval-steps", "1",
+             "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "models")]
+    assert run("train", *flags, cwd=tmp_path).returncode == 0
+    checkpoint = str(tmp_path / "models" / "final_model1.pt")
+    done = run("export", "--checkpoint", checkpoint, "--format", "gguf", "--gguf-dtype", "f16",
+               "--output", str(tmp_path / "m.gguf"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "llama-cli -m" in done.stdout and (tmp_path / "m.gguf").read_bytes()[:4] == b"GGUF"
+    for wrong, code, says in [
+            (["--format", "gguf", "--output-dir", str(tmp_path / "x")], 2,
+             "error: --format gguf writes one file: give --output FILE.gguf"),
+            (["--output", str(tmp_path / "x.gguf")], 2,
+             "error: --output and --gguf-dtype are for --format gguf"),
+            ([], 2, "error: --format hf writes a folder: give --output-dir DIR"),
+            (["--format", "gguf", "--output", checkpoint], 1,  # a file it did not write
+             "is not a GGUF file; save_gguf replaces only an earlier GGUF file")]:
+        bad = run("export", "--checkpoint", checkpoint, *wrong, cwd=tmp_path)
+        assert bad.returncode == code and says in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
+    assert not (tmp_path / "x").exists() and (tmp_path / "models" / "final_model1.pt").exists()

@@ -15,9 +15,9 @@ FLOORS_FILE = ROOT / "requirements-floors.txt"
 
 
 def lower_bounds() -> dict[str, str]:
-    """{package: lowest version} from pyproject.toml, the `notebooks` extra included."""
+    """{package: lowest version} from pyproject.toml, every extra included."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    specs = project["dependencies"] + project["optional-dependencies"]["notebooks"]
+    specs = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
     bounds = {}
     for spec in specs:
         name, low = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9][0-9A-Za-z.]*)", spec.strip()).groups()
@@ -36,7 +36,7 @@ def floors() -> dict[str, str]:
 
 
 # What Colab's runtime has already imported when a chapter's setup cell runs (its
-# August 2026 image, Python 3.13): `pip install qwenlib[notebooks]` must upgrade none of it.
+# August 2026 image, Python 3.13): `pip install qwenlib[notebooks,gguf]` must upgrade none of it.
 COLAB = {"torch": "2.11.0", "transformers": "5.15.0", "numpy": "2.1.3", "tokenizers": "0.22.2",
          "datasets": "4.0.0", "safetensors": "0.8.0", "matplotlib": "3.10.0",
          "ipywidgets": "7.7.1"}

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import ROOT
 from qwenlib import exercises
-from solutions import appendix_a, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch09b, ch10
+from solutions import appendix_a, b1, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch09b, ch10
 
 EXERCISES = [
     (ch01, "check_num_windows", "num_windows"), (ch01, "check_make_pair", "make_pair"),
@@ -22,6 +22,7 @@ EXERCISES = [
     (ch10, "check_unshard", "unshard"), (ch10, "check_per_process_batch", "per_process_batch"),
     (appendix_a, "check_ce_logit_gradient", "ce_grad"),
     (appendix_a, "check_chunked_loss", "chunked_loss"),
+    (b1, "check_gguf_data_bytes", "gguf_data_bytes"), (b1, "check_gguf_header", "read_header"),
 ]
 IDS = [check for _, check, _ in EXERCISES]
 
@@ -67,5 +68,6 @@ def test_every_chapter_has_at_least_two_checked_exercises():
         per_chapter.setdefault(chapter.__name__.split(".")[-1], []).append(check)
     for notebook in chapters:
         number = notebook.stem.split("_")[0]          # "01", "09b", "A1"
-        key = "appendix_a" if number == "A1" else f"ch{number}"
+        key = ("appendix_a" if number == "A1" else number.lower() if number.startswith("B")
+               else f"ch{number}")
         assert len(per_chapter.get(key, [])) >= 2, f"{notebook.name} has {per_chapter.get(key)}"

@@ -16,6 +16,7 @@ from qwenlib.exercises.ch09 import check_bits_per_character, check_early_stop
 from qwenlib.exercises.ch09b import check_best_is_inside, check_crossing_update
 from qwenlib.exercises.ch10 import check_per_process_batch, check_unshard
 from qwenlib.exercises.appendix_a import check_ce_logit_gradient, check_chunked_loss
+from qwenlib.exercises.b1 import check_gguf_data_bytes, check_gguf_header
 
 __all__ = [
     "check_accumulation",
@@ -27,6 +28,8 @@ __all__ = [
     "check_crossing_update",
     "check_early_stop",
     "check_fold_gain",
+    "check_gguf_data_bytes",
+    "check_gguf_header",
     "check_greedy_decode",
     "check_honest_split",
     "check_interleaved_to_rotate_half",
