@@ -39,6 +39,7 @@ def to_hf_config(config: PretrainingConfig):
         head_dim=config.head_dim, max_position_embeddings=config.max_seq_len,
         rms_norm_eps=config.rms_norm_eps, hidden_act="silu", attention_bias=False,
         tie_word_embeddings=config.tie_word_embeddings, use_sliding_window=False,
+        sliding_window=None,  # 4.51 keeps 4096 otherwise, and warns although unused
         attention_dropout=0.0, initializer_range=0.02, **rope,
     )
 
@@ -299,7 +300,9 @@ def _for_every_transformers(folder: Path) -> None:
     `dtype`; 4.x reads `rope_theta` / `rope_scaling` and `torch_dtype`, and without them
     silently uses theta 10,000. A tokenizer saved by transformers 5 names the class
     `TokenizersBackend`, which 4.x does not have; `PreTrainedTokenizerFast` (the same
-    tokenizer.json) loads in both. Each form is added beside the other, nothing removed.
+    tokenizer.json) loads in both. Each form is added beside the other; removed are only
+    `is_local` and `local_files_only`, which say how this process loaded the tokenizer
+    (from the data cache, offline), not what it is.
     """
     path = folder / "config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
@@ -319,8 +322,10 @@ def _for_every_transformers(folder: Path) -> None:
         tokenizer_config = json.loads(path.read_text(encoding="utf-8"))
         if tokenizer_config.get("tokenizer_class") == "TokenizersBackend":
             tokenizer_config["tokenizer_class"] = "PreTrainedTokenizerFast"
-            path.write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n",
-                            encoding="utf-8")
+        for how_it_was_loaded in ("is_local", "local_files_only"):
+            tokenizer_config.pop(how_it_was_loaded, None)
+        path.write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n",
+                        encoding="utf-8")
 
 
 def _new_folder_beside(folder: Path, tag: str) -> Path:
