@@ -161,7 +161,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_train(config: PretrainingConfig, resume: str | None = None,
               timeout_s: float = 600.0, allow_data_change: bool = False) -> int:
-    from qwenlib.data import load_and_cache_data, make_dataloaders
+    from qwenlib.data import load_and_cache_data, make_dataloaders, save_tokenizer
     from qwenlib.distributed import DistributedTrainer, init_distributed
     from qwenlib.training import PretrainingTrainer
 
@@ -170,7 +170,7 @@ def cmd_train(config: PretrainingConfig, resume: str | None = None,
         if rank == 0:  # builds the cache; the other processes then read it
             _, tokenizer, tokens = load_and_cache_data(config)
             train_loader, val_loader = make_dataloaders(config, tokens)  # checks, writes nothing
-            tokenizer.save_pretrained(Path(config.output_dir) / "tokenizer")  # for `generate`
+            save_tokenizer(tokenizer, Path(config.output_dir) / "tokenizer")  # for `generate`
         if world_size > 1:
             import torch.distributed as dist
             dist.barrier()

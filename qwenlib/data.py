@@ -14,6 +14,7 @@ __all__ = [
     'tokenize_documents',
     'cache_key',
     'cache_path',
+    'save_tokenizer',
     'load_and_cache_data',
     'TextTokenDataset',
     'split_tokens',
@@ -258,6 +259,26 @@ def _read_cache(path: Path, key: dict[str, Any]):
     return texts, tokenizer, tokens.astype(np.int64, copy=False)
 
 
+def save_tokenizer(tokenizer, folder: str | Path) -> None:
+    """`tokenizer.save_pretrained(folder)`, readable by every transformers from 4.51 on.
+
+    transformers 5 names the class of a tokenizer built from a tokenizer.json
+    `TokenizersBackend`, which 4.x does not have; `PreTrainedTokenizerFast` (the same
+    tokenizer.json) loads in both. `is_local` and `local_files_only` say how this process
+    loaded the tokenizer (from the cache, offline), not what it is: they are left out.
+    """
+    tokenizer.save_pretrained(str(folder))
+    path = Path(folder) / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    settings = json.loads(path.read_text(encoding="utf-8"))
+    if settings.get("tokenizer_class") == "TokenizersBackend":
+        settings["tokenizer_class"] = "PreTrainedTokenizerFast"
+    for how_it_was_loaded in ("is_local", "local_files_only"):
+        settings.pop(how_it_was_loaded, None)
+    path.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def _write_cache(path: Path, key: dict[str, Any], texts, tokenizer, tokens) -> bool:
     """Write the cache folder atomically: a temporary folder, renamed when complete.
     Returns False if another process wrote the same cache first (its copy is kept)."""
@@ -265,7 +286,7 @@ def _write_cache(path: Path, key: dict[str, Any], texts, tokenizer, tokens) -> b
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
         np.save(tmp / "tokens.npy", tokens, allow_pickle=False)
-        tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        save_tokenizer(tokenizer, tmp / "tokenizer")
         (tmp / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
         meta = {"key": key, "num_tokens": len(tokens), "num_documents": len(texts),
                 "num_characters": sum(map(len, texts)), "tokenizer_size": len(tokenizer),

@@ -7,7 +7,6 @@ from __future__ import annotations
 __all__ = ['to_hf_config', 'to_hf', 'config_from_hf', 'from_hf', 'from_pretrained', 'save_hf']
 
 import json
-import os
 import secrets
 import shutil
 import tempfile
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 
 from qwenlib.config import PretrainingConfig
+from qwenlib.data import save_tokenizer
 from qwenlib.model import MinimalLLM
 
 
@@ -293,16 +293,13 @@ def _check_export_folder(folder: Path) -> None:
 
 
 def _for_every_transformers(folder: Path) -> None:
-    """Rewrite the saved config.json and tokenizer_config.json so that every transformers
-    release the course supports (4.51 and up) reads them the same way.
+    """Rewrite the saved config.json so that every transformers release the course supports
+    (4.51 and up) reads it the same way.
 
     transformers 5 writes RoPE's base only inside `rope_parameters` and the dtype as
     `dtype`; 4.x reads `rope_theta` / `rope_scaling` and `torch_dtype`, and without them
-    silently uses theta 10,000. A tokenizer saved by transformers 5 names the class
-    `TokenizersBackend`, which 4.x does not have; `PreTrainedTokenizerFast` (the same
-    tokenizer.json) loads in both. Each form is added beside the other; removed are only
-    `is_local` and `local_files_only`, which say how this process loaded the tokenizer
-    (from the data cache, offline), not what it is.
+    silently uses theta 10,000. Each form is added beside the other, nothing removed. (The
+    tokenizer's files get the same care from chapter 1's `save_tokenizer`.)
     """
     path = folder / "config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
@@ -317,15 +314,6 @@ def _for_every_transformers(folder: Path) -> None:
         if new in config:
             config.setdefault(old, config[new])
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    path = folder / "tokenizer_config.json"
-    if path.is_file():
-        tokenizer_config = json.loads(path.read_text(encoding="utf-8"))
-        if tokenizer_config.get("tokenizer_class") == "TokenizersBackend":
-            tokenizer_config["tokenizer_class"] = "PreTrainedTokenizerFast"
-        for how_it_was_loaded in ("is_local", "local_files_only"):
-            tokenizer_config.pop(how_it_was_loaded, None)
-        path.write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
 
 
 def _new_folder_beside(folder: Path, tag: str) -> Path:
@@ -344,8 +332,8 @@ def save_hf(model: MinimalLLM, tokenizer, folder: str | Path) -> Path:
     """Write `folder` so that transformers alone can load the model and its tokenizer.
 
     It holds `to_hf(model).save_pretrained` (config.json, model.safetensors,
-    generation_config.json) and `tokenizer.save_pretrained`, written so that every
-    transformers from 4.51 on reads them alike (`_for_every_transformers`), with the tokenizer's
+    generation_config.json) and the tokenizer (`save_tokenizer`), written so that every
+    transformers from 4.51 on reads them alike, with the tokenizer's
     end-of-text token as `eos_token_id` (so `generate` stops where
     `qwenlib.generate_text` stops), and `qwenlib_export.json`, the list of those files.
     The folder must be new, empty, or an earlier export holding nothing else: save_hf
@@ -363,8 +351,8 @@ def save_hf(model: MinimalLLM, tokenizer, folder: str | Path) -> Path:
     staging = _new_folder_beside(folder, "")
     try:
         hf.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
         _for_every_transformers(staging)
+        save_tokenizer(tokenizer, staging)
         marker = {"format": "qwenlib-export", "files": _files_in(staging)}
         (staging / EXPORT_MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
         if folder.exists():

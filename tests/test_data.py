@@ -259,3 +259,19 @@ def test_bad_sizes_fail_before_any_work():
         PretrainingConfig(num_documents=0)
     with pytest.raises(ConfigError, match="smaller than one training window"):
         PretrainingConfig(max_tokens=200)
+
+
+def test_the_cached_tokenizer_loads_in_transformers_4_and_5(offline, tmp_path):
+    """The cache (and `train`'s models/tokenizer/) keep a tokenizer_config.json that every
+    transformers the course supports reads: no `TokenizersBackend` class (5.x only), no
+    record of how this process loaded it. Under `make test-floors`, 4.51 loads it here."""
+    import transformers
+    config = PretrainingConfig(cache_dir=str(tmp_path), **SMALL)
+    load_and_cache_data(config, verbose=False)
+    folder = data.cache_path(config, "builtin") / "tokenizer"
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    assert settings["tokenizer_class"] != "TokenizersBackend"
+    assert "local_files_only" not in settings
+    again = transformers.AutoTokenizer.from_pretrained(folder)
+    assert again("def f(x): return 42")["input_ids"] == \
+        load_and_cache_data(config, verbose=False)[1]("def f(x): return 42")["input_ids"]
