@@ -49,6 +49,15 @@ def run(*args: str, cwd: Path) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
+def tiny_run(tmp_path: Path, updates: int) -> list[str]:
+    """`train` flags for a run of a few seconds, evaluated once at its last update, with the
+    data cache and the checkpoints under tmp_path."""
+    return ["--max-tokens", "3000", "--max-seq-len", "32", "--vocab-size", "8192",
+            "--batch-size", "2", "--max-steps", str(updates), "--eval-every", str(updates),
+            "--eval-steps", "1", "--cache-dir", str(tmp_path / "cache"),
+            "--output-dir", str(tmp_path / "models")]
+
+
 def test_data_command_prepares_the_cache_with_flags_from_the_config(tmp_path):
     result = run("data", "--max-tokens", "3000", "--max-seq-len", "64",
                  "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
@@ -113,9 +122,7 @@ print(repr(tokenizer.decode(out[0], skip_special_tokens=True)))
 
 
 def test_exported_folder_generates_the_same_in_transformers_alone(tmp_path):
-    flags = ["--max-tokens", "3000", "--max-seq-len", "32", "--vocab-size", "8192",
-             "--batch-size", "2", "--max-steps", "3", "--eval-every", "3", "--eval-steps", "1",
-             "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "models")]
+    flags = tiny_run(tmp_path, updates=3)
     assert run("train", *flags, cwd=tmp_path).returncode == 0
     checkpoint, folder = tmp_path / "models" / "final_model1.pt", tmp_path / "hf"
     exported = run("export", "--checkpoint", str(checkpoint), "--output-dir", str(folder), cwd=tmp_path)
@@ -136,9 +143,7 @@ def test_exported_folder_generates_the_same_in_transformers_alone(tmp_path):
 
 
 def test_resume_past_max_steps_or_on_other_data_is_one_clear_line(tmp_path):
-    flags = ["--max-tokens", "3000", "--max-seq-len", "32", "--vocab-size", "8192",
-             "--batch-size", "2", "--max-steps", "3", "--eval-every", "3", "--eval-steps", "1",
-             "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "models")]
+    flags = tiny_run(tmp_path, updates=3)
     assert run("train", *flags, cwd=tmp_path).returncode == 0
     final = str(tmp_path / "models" / "final_model1.pt")
     past = run("train", *flags, "--max-steps", "2", "--resume", final, cwd=tmp_path)
@@ -154,9 +159,7 @@ def test_resume_past_max_steps_or_on_other_data_is_one_clear_line(tmp_path):
 
 
 def test_export_format_gguf_writes_one_file_and_bad_flag_mixes_are_one_line(tmp_path):
-    flags = ["--max-tokens", "3000", "--max-seq-len", "32", "--vocab-size", "8192",
-             "--batch-size", "2", "--max-steps", "2", "--eval-every", "2", "--eval-steps", "1",
-             "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "models")]
+    flags = tiny_run(tmp_path, updates=2)
     assert run("train", *flags, cwd=tmp_path).returncode == 0
     checkpoint = str(tmp_path / "models" / "final_model1.pt")
     done = run("export", "--checkpoint", checkpoint, "--format", "gguf", "--gguf-dtype", "f16",

@@ -59,20 +59,19 @@ def _head_dim_from_width(config, dtype):  # d_model / n_heads instead of head_di
     return gguf_data_bytes(replace(config, head_dim=config.d_model // config.n_heads), dtype)
 
 
-def _big_endian(path):
-    with open(path, "rb") as f:
-        magic, version, tensors, entries = struct.unpack(">4sIQQ", f.read(24))
-    if magic != b"GGUF":
-        raise ValueError("not GGUF")
-    return version, tensors, entries
+def _reading(layout: str, size: int):
+    """A header reader that unpacks `size` bytes with another struct layout."""
+    def read(path):
+        with open(path, "rb") as f:
+            magic, version, tensors, entries = struct.unpack(layout, f.read(size))
+        if magic != b"GGUF":
+            raise ValueError("not GGUF")
+        return version, tensors, entries
+    return read
 
 
-def _counts_as_uint32(path):
-    with open(path, "rb") as f:
-        magic, version, tensors, entries = struct.unpack("<4sIII", f.read(16))
-    if magic != b"GGUF":
-        raise ValueError("not GGUF")
-    return version, tensors, entries
+_big_endian = _reading(">4sIQQ", 24)        # GGUF is little-endian
+_counts_as_uint32 = _reading("<4sIII", 16)  # the two counts are 64-bit
 
 
 def _no_magic_check(path):
