@@ -21,7 +21,7 @@ FLOORS_STAMP := $(FLOORS)/.installed
 # whole unit suite passes under the floors too (run by hand: 3.8 min, too long for CI's 15)
 FLOOR_TESTS := tests/test_dependencies.py tests/test_model.py tests/test_generation.py \
 	tests/test_data.py tests/test_qwen3_checkpoints.py tests/test_clients.py tests/test_muon.py \
-	tests/test_gguf.py tests/test_loss.py \
+	tests/test_gguf.py tests/test_loss.py tests/test_safetensors_reading.py \
 	tests/test_training.py::test_resume_continues_bit_exact \
 	tests/test_training.py::test_checkpoints_load_with_weights_only_and_hold_everything \
 	tests/test_training.py::test_metrics_json_is_strict_json_even_before_any_evaluation \

@@ -9,6 +9,7 @@ __all__ = ['to_hf_config', 'to_hf', 'config_from_hf', 'from_hf', 'from_pretraine
 import json
 import secrets
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -176,15 +177,50 @@ _SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch
                        "F64": torch.float64}
 
 
+def _regular_file(path: Path, what: str) -> None:
+    """Refuse anything but a regular file before opening it: reading a FIFO blocks until
+    someone writes to it, and a device such as /dev/zero never ends."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such {what}") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not a regular file (a pipe, a device or a folder); "
+                         f"give the path of a {what}")
+
+
+def _no_duplicate_names(path: Path):
+    def pairs(items: list) -> dict:
+        names = [name for name, _ in items]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"{path}: the header names tensor {twice[0]!r} twice")
+        return dict(items)
+    return pairs
+
+
 def _safetensors_header(path: Path) -> tuple[dict, int]:
     """({tensor name: {"dtype", "shape", "data_offsets"}}, where the data starts).
 
-    The format: an 8-byte little-endian length, a JSON header of that length giving
-    each tensor's dtype, shape and byte range, then the raw bytes of all tensors.
+    The format: an 8-byte little-endian length, a JSON header of that length giving each
+    tensor's dtype, shape and byte range, then the raw bytes of all tensors. The
+    `safetensors` package checks the file first, exactly as `load_file` would (the header's
+    size and form, every tensor's dtype, shape and offsets: in order, not overlapping,
+    covering the data, consistent with the file's length); we read the header ourselves
+    only once it has said yes. Any refusal is one ValueError naming the file.
     """
+    from safetensors import safe_open
+
+    _regular_file(path, "safetensors file")
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except Exception as e:  # SafetensorError, with the library's own reason
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ValueError(f"{path}: not a valid safetensors file ({reason})") from None
     with open(path, "rb") as f:
         length = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(length))
+        header = json.loads(f.read(length), object_pairs_hook=_no_duplicate_names(path))
     header.pop("__metadata__", None)
     return header, 8 + length
 
@@ -201,36 +237,68 @@ def _read_into(f, data_start: int, info: dict, param: torch.Tensor) -> None:
         if f.readinto(target) != end - begin:
             raise ValueError(f"{f.name}: the file ends inside tensor data: truncated?")
     else:
-        buffer = torch.frombuffer(bytearray(f.read(end - begin)), dtype=stored)
-        param.detach().copy_(buffer.view(info["shape"]))
+        data = f.read(end - begin)
+        if len(data) != end - begin:
+            raise ValueError(f"{f.name}: the file ends inside tensor data: truncated?")
+        param.detach().copy_(torch.frombuffer(bytearray(data), dtype=stored).view(info["shape"]))
+
+
+INDEX = "model.safetensors.index.json"
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    """The files transformers would read: the shards `model.safetensors.index.json` lists,
+    else `model.safetensors`. Other *.safetensors beside them (an old copy, another model)
+    are not weights of this model; a folder with only such files is refused as ambiguous."""
+    index = folder / INDEX
+    if index.exists():
+        _regular_file(index, "weight index")
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"{index}: not a weight index ({type(e).__name__}: {e}); it "
+                             "should map every tensor name to its file under 'weight_map'") from None
+        if not shards or not all(isinstance(s, str) and s == Path(s).name for s in shards):
+            raise ValueError(f"{index}: its weight_map must name files in the same folder")
+        return [folder / shard for shard in shards]
+    if (folder / "model.safetensors").exists():
+        return [folder / "model.safetensors"]
+    others = sorted(p.name for p in folder.glob("*.safetensors"))
+    if others:
+        raise ValueError(f"{folder} has {', '.join(others[:3])} but neither model.safetensors "
+                         f"nor {INDEX}: which file holds this model's weights is ambiguous; "
+                         "rename it model.safetensors")
+    raise FileNotFoundError(f"{folder} has no model.safetensors (nor {INDEX})")
 
 
 def _load_safetensors(model: MinimalLLM, folder: Path) -> None:
-    """Fill the model from the folder's *.safetensors files, one tensor at a time and with
-    plain file reads (not a memory map of whole files): peak memory is the model, plus at
-    most one tensor when a dtype conversion is needed; never two copies of the weights."""
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"{folder} has no *.safetensors weights")
+    """Fill the model from the folder's weight files, one tensor at a time and with plain
+    file reads (not a memory map of whole files): peak memory is the model, plus at most
+    one tensor when a dtype conversion is needed; never two copies of the weights."""
     params = dict(model.named_parameters(remove_duplicate=False))
-    loaded = set()
-    for file in files:
+    tied = model.config.tie_word_embeddings
+    where: dict[str, str] = {}
+    for file in _weight_files(folder):
         header, data_start = _safetensors_header(file)
         with open(file, "rb") as f:
             for key, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
                 name = key.removeprefix("model.")
+                if name == "lm_head.weight" and tied:
+                    continue  # the output layer is the embedding; transformers ignores it too
                 if name not in params:
-                    raise ValueError(f"{file.name}: tensor {key!r} has no place in MinimalLLM")
+                    raise ValueError(f"{file}: tensor {key!r} has no place in MinimalLLM")
+                if name in where:
+                    raise ValueError(f"{file}: tensor {key!r} is stored twice (also in "
+                                     f"{where[name]})")
                 if info["dtype"] not in _SAFETENSORS_DTYPES:
-                    raise ValueError(f"{file.name}: tensor {key!r} has dtype {info['dtype']}, "
+                    raise ValueError(f"{file}: tensor {key!r} has dtype {info['dtype']}, "
                                      "which MinimalLLM cannot hold")
                 if tuple(info["shape"]) != tuple(params[name].shape):
-                    raise ValueError(f"{file.name}: {key!r} has shape {tuple(info['shape'])}, "
+                    raise ValueError(f"{file}: {key!r} has shape {tuple(info['shape'])}, "
                                      f"the config gives {tuple(params[name].shape)}")
                 _read_into(f, data_start, info, params[name])
-                loaded.add(name)
-    if model.config.tie_word_embeddings and "embed_tokens.weight" in loaded:
-        loaded.add("lm_head.weight")  # the same matrix
+                where[name] = file.name
+    loaded = set(where) | ({"lm_head.weight"} if tied and "embed_tokens.weight" in where else set())
     missing = sorted(set(params) - loaded)
     if missing:
         raise ValueError(f"{folder}: no weights for {missing[:5]}{' ...' if len(missing) > 5 else ''}")
@@ -250,8 +318,8 @@ def from_pretrained(name_or_folder: str | Path, dtype: torch.dtype | None = None
     folder = _local_folder(name_or_folder)
     config = config_from_hf(AutoConfig.from_pretrained(folder))
     if dtype is None:  # the checkpoint's own: the dtype of its first tensor
-        first = next(iter(sorted(folder.glob("*.safetensors"))), None)
-        stored = next(iter(_safetensors_header(first)[0].values()))["dtype"] if first else "F32"
+        header = _safetensors_header(_weight_files(folder)[0])[0]
+        stored = next(iter(header.values()), {}).get("dtype", "F32")
         dtype = _SAFETENSORS_DTYPES.get(stored, torch.float32)
     with torch.device("meta"):
         model = MinimalLLM(config)
