@@ -93,7 +93,8 @@ def _load_tokenizer(checkpoint: Path, given: str | None):
     from transformers import AutoTokenizer
     try:
         return AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - tokenizers' own errors (a JSON file that is not
+        # a tokenizer gives KeyError or a Rust exception): all mean "not a tokenizer"
         raise FileNotFoundError(f"{folder} holds no tokenizer that transformers can load "
                                 f"({str(e).splitlines()[0][:200]}); pass one with --tokenizer DIR") from None
 
@@ -288,6 +289,8 @@ def _ours(error: BaseException) -> bool:
 
     if isinstance(error, (ValueError, OSError, FloatingPointError, torch.OutOfMemoryError)):
         return True
+    if isinstance(error, RuntimeError) and _CPU_OUT_OF_MEMORY in str(error):
+        return True
     frame = error.__traceback__  # raised by qwenlib's own code
     while frame is not None and frame.tb_next is not None:
         frame = frame.tb_next
@@ -295,9 +298,17 @@ def _ours(error: BaseException) -> bool:
     return frame is not None and frame.tb_frame.f_code.co_filename.startswith(here)
 
 
+_CPU_OUT_OF_MEMORY = "DefaultCPUAllocator: can't allocate memory"  # torch's words for it
+
+
 def _one_line(error: BaseException) -> str:
     import torch
 
+    if _CPU_OUT_OF_MEMORY in str(error):
+        wanted = re.search(r"allocate (\d+) bytes", str(error))
+        size = f" ({int(wanted[1]) / 2**30:,.1f} GiB for one tensor)" if wanted else ""
+        return (f"out of memory on the CPU{size}: the model or a batch is too large for this "
+                "machine; lower --vocab-size, --d-model, --d-ff or --n-layers, or --batch-size")
     if isinstance(error, torch.OutOfMemoryError):
         return ("out of memory on the device: lower --batch-size (raise "
                 "--gradient-accumulation-steps to keep the tokens per update) or --max-seq-len")

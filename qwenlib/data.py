@@ -240,6 +240,9 @@ def _read_cache(path: Path, key: dict[str, Any]):
     if not (path / "meta.json").exists():
         return None
     try:
+        for name in ("meta.json", "tokens.npy", "texts.json"):  # a pipe would block, a device never end
+            if (path / name).exists() and not (path / name).is_file():
+                raise ValueError(f"{name} is not a regular file")
         meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
         if not isinstance(meta, dict):
             raise ValueError(f"meta.json holds a {type(meta).__name__}, not a JSON object")
@@ -293,7 +296,8 @@ def _write_cache(path: Path, key: dict[str, Any], texts, tokenizer, tokens) -> b
                 "tokens_sha256": hashlib.sha256(tokens.astype(np.int64).tobytes()).hexdigest(),
                 "created": time.strftime("%Y-%m-%d %H:%M:%S")}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if path.exists():  # an unusable cache (the caller found it so): set it aside first
+        if path.exists() or path.is_symlink():  # unusable (the caller found it so), or a
+            # dangling link: set it aside first
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
             with contextlib.suppress(FileNotFoundError):
                 os.replace(path, old / "cache")
@@ -453,12 +457,21 @@ def make_dataloaders(config: PretrainingConfig, tokens) -> tuple[DataLoader, Dat
         raise ValueError(f"the token ids go up to {largest:,} but vocab_size={config.vocab_size:,} "
                          "gives the model rows for ids below it only; set vocab_size to at least "
                          "the tokenizer's size (len(tokenizer))")
-    train_tokens, val_tokens = split_tokens(tokens, config.val_fraction, config.max_seq_len)
+    # the documents may run out before max_tokens: then more documents, not max_tokens, helps
+    more = ("max_tokens" if len(tokens) >= config.max_tokens else
+            f"num_documents (its {config.num_documents:,} documents give {len(tokens):,} tokens, "
+            f"fewer than max_tokens={config.max_tokens:,})")
+    try:
+        train_tokens, val_tokens = split_tokens(tokens, config.val_fraction, config.max_seq_len)
+    except ValueError as e:
+        if more == "max_tokens":
+            raise
+        raise ValueError(f"{str(e).split('; raise')[0]}; raise {more}, or lower max_seq_len") from None
     train_set = TextTokenDataset(train_tokens, config.max_seq_len)
     val_set = TextTokenDataset(val_tokens, config.max_seq_len, stride=config.max_seq_len)
     if len(train_set) < config.batch_size:
         raise ValueError(f"{len(train_set)} training windows cannot fill one batch of "
-                         f"batch_size={config.batch_size}; raise max_tokens or lower batch_size")
+                         f"batch_size={config.batch_size}; raise {more} or lower batch_size")
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
                               generator=generator, drop_last=True)

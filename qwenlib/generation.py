@@ -167,8 +167,17 @@ def generate_ids(model, input_ids: torch.Tensor, max_new_tokens: int, temperatur
 
 
 def _encode(tokenizer, prompt: str) -> list[int]:
+    if isinstance(prompt, (bytes, bytearray)):
+        raise ValueError(f"the prompt is bytes ({bytes(prompt)[:40]!r}), not text: decode it "
+                         "first, e.g. prompt.decode('utf-8')")
     if not isinstance(prompt, str) or not prompt:
         raise ValueError(f"the prompt is empty ({prompt!r}); give the model some text to continue")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate: from a shell, bytes that were not UTF-8
+        raise ValueError(f"the prompt is not valid text: character {e.start} is half of a "
+                         f"surrogate pair ({prompt[e.start]!r}); from a shell, the --prompt "
+                         "bytes were not UTF-8") from None
     return tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 __all__ = ['to_hf_config', 'to_hf', 'config_from_hf', 'from_hf', 'from_pretrained', 'save_hf']
 
 import json
+import os
 import secrets
 import shutil
 import stat
@@ -342,6 +343,10 @@ def _check_export_folder(folder: Path) -> None:
     """Refuse a folder that holds anything save_hf did not write there itself: a new or
     empty folder is fine, and so is an earlier export, as long as it holds only the files
     its marker lists."""
+    if folder.is_symlink():  # renaming into place would replace the link, not its target
+        raise FileExistsError(f"{folder} is a symbolic link (to {os.readlink(folder)}); give "
+                              "save_hf (from a shell: export --output-dir) the real folder's "
+                              "path, or a new one")
     if folder.exists() and not folder.is_dir():
         raise FileExistsError(f"{folder} is a file, not a folder; give save_hf (from a shell: "
                               "export --output-dir) a new or empty folder")
@@ -418,11 +423,19 @@ def save_hf(model: MinimalLLM, tokenizer, folder: str | Path) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = _new_folder_beside(folder, "")
     try:
-        hf.save_pretrained(staging)
-        _for_every_transformers(staging)
-        save_tokenizer(tokenizer, staging)
-        marker = {"format": "qwenlib-export", "files": _files_in(staging)}
-        (staging / EXPORT_MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
+        try:
+            hf.save_pretrained(staging)
+            _for_every_transformers(staging)
+            save_tokenizer(tokenizer, staging)
+            marker = {"format": "qwenlib-export", "files": _files_in(staging)}
+            (staging / EXPORT_MARKER).write_text(json.dumps(marker, indent=1) + "\n",
+                                                 encoding="utf-8")
+        except OSError:
+            raise
+        except Exception as e:  # safetensors reports a full disk as its own SafetensorError
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise OSError(f"{folder}: writing the export failed ({reason}); nothing was "
+                          "changed there") from None
         if folder.exists():
             old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
             folder.rename(old / folder.name)

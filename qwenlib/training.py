@@ -220,6 +220,27 @@ def _refused_object(error: Exception) -> str | None:
     return found[1] if found else None
 
 
+def _pickled_globals(path: Path) -> str | None:
+    """The Python objects a plain pickle file would rebuild (`posix.system`, ...), read with
+    `pickletools`, which lists the pickle's instructions without running any; None for
+    anything else (a torch.save zip file is not a plain pickle)."""
+    import pickletools
+
+    names, strings = [], []
+    try:
+        with open(path, "rb") as f:
+            for op, arg, _ in pickletools.genops(f):
+                if op.name == "GLOBAL":
+                    names.append(str(arg).replace(" ", "."))
+                elif isinstance(arg, str):
+                    strings.append(arg)
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # noqa: BLE001 - not a pickle, or a damaged one: nothing to name
+        pass
+    return ", ".join(dict.fromkeys(names)) or None
+
+
 def _load_failure(error: Exception) -> str:
     """torch.load's reason in a few words, without its advice to load unsafely."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()
@@ -260,11 +281,13 @@ def load_checkpoint(path: str | Path, config: PretrainingConfig | None = None) -
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file" if path.is_dir()
-                              else f"{path}: no such checkpoint file")
+                              else f"{path}: no such checkpoint file" if not path.exists()
+                              else f"{path} is not a regular file (a pipe or a device), not a "
+                              "checkpoint file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        refused = _refused_object(e)
+        refused = _refused_object(e) or _pickled_globals(path)
         if refused:
             raise CheckpointError(f"{path} carries pickled Python code or objects ({refused}), "
                                   "not only tensors and plain data; safe loading refuses it, "

@@ -95,6 +95,25 @@ def test_train_command_trains_saves_and_resumes(tmp_path):
     bad = run("generate", "--checkpoint", checkpoint, "--prompt", "The ", "--top-p", "1.5",
               cwd=tmp_path)
     assert bad.returncode == 2 and "error: --top-p must lie in (0, 1]" in bad.stderr
+    # a prompt of bytes that were not UTF-8 (Python hands them over as lone surrogates)
+    bad = run("generate", "--checkpoint", checkpoint, "--prompt", "caf\udce9", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "the --prompt bytes were not UTF-8" in bad.stderr
+    (tmp_path / "not_a_tokenizer").mkdir()
+    (tmp_path / "not_a_tokenizer" / "tokenizer.json").write_text('{"a": 1}')
+    bad = run("generate", "--checkpoint", checkpoint, "--prompt", "The ", "--tokenizer",
+              str(tmp_path / "not_a_tokenizer"), cwd=tmp_path)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1
+    assert "holds no tokenizer that transformers can load" in bad.stderr
+
+
+def test_a_model_too_large_for_memory_is_one_line_naming_the_flags(tmp_path):
+    result = run("train", *tiny_run(tmp_path, updates=1)[:-4], "--vocab-size", str(10**12),
+                 "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "m"),
+                 cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: out of memory on the CPU (")
+    assert "lower --vocab-size" in result.stderr
 
 
 def test_resume_from_a_bad_file_is_a_clear_error(tmp_path):

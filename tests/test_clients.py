@@ -156,3 +156,33 @@ def test_a_bf16_to_hf_equals_the_reloaded_folder_at_1024_tokens(tmp_path, offlin
     print(f"bf16, 1,024 tokens: max |logit difference| {gap:.1e}")
     assert gap <= 1e-6
     assert torch.equal(ours.argmax(-1), theirs.argmax(-1))
+
+
+def test_an_export_into_a_link_or_onto_a_full_disk_is_one_error_and_changes_nothing(
+        tmp_path, offline, monkeypatch):
+    from qwenlib import MinimalLLM, PretrainingConfig, save_hf
+    from qwenlib.data import train_bpe_tokenizer
+
+    model = MinimalLLM(PretrainingConfig(vocab_size=320, d_model=16, n_heads=2, n_kv_heads=1,
+                                         d_ff=32, n_layers=1))
+    tokenizer = train_bpe_tokenizer(["a few words to learn merges from"] * 4, 300)
+    earlier = save_hf(model, tokenizer, tmp_path / "real")
+    (tmp_path / "link").symlink_to(earlier)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for link in ("link", "dangling"):
+        with pytest.raises(FileExistsError, match=f"{link} is a symbolic link"):
+            save_hf(model, tokenizer, tmp_path / link)
+        assert (tmp_path / link).is_symlink()
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def disk_full(self, *args, **kwargs):
+        from safetensors import SafetensorError
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: "
+                              "StorageFull, message: \"No space left on device\" })")
+
+    monkeypatch.setattr(transformers.PreTrainedModel, "save_pretrained", disk_full)
+    with pytest.raises(OSError, match=r"real: writing the export failed \(Error while "
+                                      r"serializing.*No space left on device"):
+        save_hf(model, tokenizer, earlier)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no staging folder left
+    assert (earlier / "model.safetensors").is_file()           # the earlier export is whole

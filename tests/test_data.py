@@ -1,4 +1,7 @@
 import json
+import os
+import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -150,6 +153,27 @@ def test_damaged_cache_is_rebuilt_not_trusted(offline, tmp_path, capsys):
     assert np.array_equal(good, again)
 
 
+def test_a_cache_entry_that_is_a_pipe_or_a_dangling_link_is_rebuilt(offline, tmp_path, capsys):
+    config = PretrainingConfig(cache_dir=str(tmp_path), **SMALL)
+    _, _, good = load_and_cache_data(config, verbose=False)
+    folder = data.cache_path(config, "builtin")
+    (folder / "tokens.npy").unlink()
+    os.mkfifo(folder / "tokens.npy")  # np.load would wait for a writer forever
+    result = []
+    worker = threading.Thread(target=lambda: result.append(load_and_cache_data(config)), daemon=True)
+    worker.start()
+    worker.join(60)
+    if worker.is_alive():  # blocked on the pipe: a writer frees it, then fail
+        os.close(os.open(folder / "tokens.npy", os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("reading the cache blocked on a FIFO")
+    assert "tokens.npy is not a regular file" in capsys.readouterr().out
+    assert np.array_equal(good, result[0][2])
+    shutil.rmtree(folder)
+    folder.symlink_to(tmp_path / "gone")  # a link to nothing where the cache was
+    _, _, again = load_and_cache_data(config, verbose=False)
+    assert folder.is_dir() and not folder.is_symlink() and np.array_equal(good, again)
+
+
 def test_fallback_when_hub_is_unreachable_says_so(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on port 9
@@ -275,3 +299,19 @@ def test_the_cached_tokenizer_loads_in_transformers_4_and_5(offline, tmp_path):
     again = transformers.AutoTokenizer.from_pretrained(folder)
     assert again("def f(x): return 42")["input_ids"] == \
         load_and_cache_data(config, verbose=False)[1]("def f(x): return 42")["input_ids"]
+
+
+def test_too_few_documents_for_a_window_asks_for_documents_not_max_tokens(offline, tmp_path):
+    """With 20 documents the corpus ends long before max_tokens=400,000: raising max_tokens
+    (already 400,000) would change nothing."""
+    config = PretrainingConfig(cache_dir=str(tmp_path), num_documents=20, max_tokens=400_000,
+                               max_seq_len=30_000)
+    _, _, tokens = load_and_cache_data(config, verbose=False)
+    assert len(tokens) < config.max_tokens
+    with pytest.raises(ValueError, match=r"raise num_documents \(its 20 documents give .* fewer "
+                                         r"than max_tokens=400,000\), or lower max_seq_len"):
+        make_dataloaders(config, tokens)
+    enough = PretrainingConfig(cache_dir=str(tmp_path), num_documents=20, max_tokens=3000,
+                               max_seq_len=2000)
+    with pytest.raises(ValueError, match="raise max_tokens to at least"):
+        make_dataloaders(enough, load_and_cache_data(enough, verbose=False)[2])

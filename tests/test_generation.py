@@ -198,6 +198,14 @@ def test_widget_stop_interrupts_generation(model_and_tokenizer, monkeypatch):
     assert len(text) < 1 + 1000
 
 
+@pytest.mark.parametrize("prompt, says", [(b"Hi", "is bytes"), ("", "is empty"), (None, "is empty"),
+                                           ("caf\udce9", "half of a surrogate pair")])
+def test_a_prompt_that_is_not_text_is_one_clear_error(model_and_tokenizer, prompt, says):
+    model, tokenizer = model_and_tokenizer
+    with pytest.raises(ValueError, match=says):
+        generate_text(model, tokenizer, prompt, 3)
+
+
 def test_widget_shows_errors_instead_of_losing_them(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     widget = GenerationWidget(model, tokenizer, prompt="")

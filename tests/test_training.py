@@ -2,6 +2,7 @@
 
 import io
 import math
+import os
 import pickle
 
 import pytest
@@ -135,10 +136,20 @@ def test_pickle_bearing_file_is_refused_with_a_clear_message(tmp_path):
         load_checkpoint(path)
 
 
+class _RunsAShellCommand:
+    def __reduce__(self):
+        import os
+        return (os.system, ("echo this ran",))
+
+
 @pytest.mark.parametrize("make, words", [
     (lambda p: p.write_bytes(b"not a checkpoint at all"), "not a readable checkpoint"),
     (lambda p: torch.save({"weight": torch.ones(2)}, p), "is not a qwenlib checkpoint"),
     (lambda p: None, "no such checkpoint file"),
+    (lambda p: os.mkfifo(p), "is not a regular file"),  # opening it would block
+    (lambda p: p.symlink_to(p.parent / "gone.pt"), "no such checkpoint file"),
+    (lambda p: p.write_bytes(pickle.dumps({"a": _RunsAShellCommand()})),  # a plain pickle
+     r"carries pickled Python code or objects \((posix|os)\.system\)"),
 ])
 def test_unusable_files_name_the_file_and_the_problem(tmp_path, make, words):
     path = tmp_path / "model.pt"
