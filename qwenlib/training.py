@@ -18,6 +18,7 @@ __all__ = [
     'load_checkpoint',
     'require_entries',
     'load_model',
+    'load_weights',
     'BatchStream',
     'StopRequest',
     'check_resume',
@@ -333,14 +334,26 @@ def load_model(path: str | Path, device: torch.device | str | None = None) -> Mi
     state = load_checkpoint(path)
     require_entries(path, state, ["model"], "to build the model")
     model = MinimalLLM(state["config"])
+    load_weights(model, path, state["model"])
+    return model.to(get_device(None if device is None else str(device))).eval()
+
+
+def load_weights(model: MinimalLLM, path: str | Path, weights: dict[str, Any]) -> None:
+    """Put a checkpoint's weights into `model`, or one CheckpointError naming the file: for
+    weights that do not fit the model (a key missing or extra, another shape), and for
+    NaN or infinite weights, which no use of the model could recover from."""
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(weights)
     except (RuntimeError, TypeError, AttributeError) as e:
         first = str(e).strip().splitlines()
         detail = "; ".join(line.strip() for line in first[1:4]) or (first[0] if first else "")
         raise CheckpointError(f"{path}: its weights do not fit the model its config describes "
                               f"({detail[:300]})") from None
-    return model.to(get_device(None if device is None else str(device))).eval()
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            raise CheckpointError(f"{path} holds NaN or infinite weights ({name} first): the "
+                                  "run had diverged when it was saved; use an earlier "
+                                  "checkpoint, and a lower learning rate from there")
 
 
 class BatchStream:
@@ -685,7 +698,7 @@ class PretrainingTrainer:
                 f"has optimizer={c.optimizer!r}; their states don't carry over (set "
                 f"optimizer={saved['config'].optimizer!r}, from a shell --optimizer "
                 f"{saved['config'].optimizer}, to resume)")
-        run.model.load_state_dict(saved["model"])
+        load_weights(run.model, path, saved["model"])
         for opt, opt_state in zip(run.optimizers, saved["optimizers"]):
             opt.load_state_dict(opt_state)
         if saved["scaler"]:  # empty when saved without loss scaling (fp32, bf16)

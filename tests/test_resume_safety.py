@@ -183,3 +183,33 @@ def test_the_training_state_round_trips_through_a_checkpoint(tokens, tmp_path):
     again.load_state_dict(state.state_dict())
     assert again.state_dict().keys() == {"step", "best_val_loss", "history", "data", "rng"}
     assert torch.equal(again.rng["torch"], state.rng["torch"]) and again.data == state.data
+
+
+def _resave(path, change) -> None:
+    """Rewrite a checkpoint after `change(state)`, with a checksum that matches again: the
+    file is then intact as a file, and only its contents are wrong."""
+    from qwenlib.training import checksum
+    raw = torch.load(path, weights_only=True)
+    state = {k: v for k, v in raw.items() if k not in ("format", "checksum", "model_state_dict")}
+    change(state)
+    torch.save({"format": raw["format"], **state, "model_state_dict": state["model"],
+                "checksum": checksum(state)}, path)
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda s: s["model"].pop("norm.weight"), "its weights do not fit the model"),
+    (lambda s: s["model"].__setitem__("extra.weight", torch.ones(2)), "its weights do not fit the model"),
+    (lambda s: s["model"]["layers.0.mlp.up_proj.weight"].view(-1)[3].fill_(float("nan")),
+     r"holds NaN or infinite weights \(layers.0.mlp.up_proj.weight first\)"),
+])
+def test_a_checkpoint_with_wrong_weights_and_a_valid_checksum_is_refused_on_resume_and_use(
+        tokens, tmp_path, change, says):
+    from qwenlib.training import load_model
+    run(tokens, tmp_path, max_steps=2)
+    path = tmp_path / "final_model1.pt"
+    _resave(path, change)
+    load_checkpoint(path)  # the file itself is intact: its checksum matches
+    with pytest.raises(CheckpointError, match=f"final_model1.pt.*{says}|final_model1.pt: {says}"):
+        run(tokens, tmp_path, max_steps=3, resume_from=path)
+    with pytest.raises(CheckpointError, match=says):
+        load_model(path)  # what generate and export use
