@@ -36,6 +36,7 @@ import signal
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -286,7 +287,9 @@ def load_checkpoint(path: str | Path, config: PretrainingConfig | None = None) -
                               else f"{path} is not a regular file (a pipe or a device), not a "
                               "checkpoint file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle makes torch warn before refusing it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         refused = _refused_object(e) or _pickled_globals(path)
         if refused:

@@ -42,11 +42,18 @@ def tokenizer():
     return train_bpe_tokenizer(["safetensors files hold tensors and a JSON header"] * 4, 300)
 
 
-@pytest.fixture
-def folder(tmp_path, tokenizer, offline):
-    """An export of an untied model (save_hf), and the model it came from."""
+@pytest.fixture(scope="module")
+def _export(tmp_path_factory, tokenizer):
+    os.environ["HF_HUB_OFFLINE"] = "1"
     model = randomised(tied=False)
-    return save_hf(model, tokenizer, tmp_path / "export"), model
+    return save_hf(model, tokenizer, tmp_path_factory.mktemp("export") / "export"), model
+
+
+@pytest.fixture
+def folder(_export, tmp_path, offline):
+    """A copy of an export of an untied model (save_hf), and the model it came from."""
+    path, model = _export
+    return shutil.copytree(path, tmp_path / "export"), model
 
 
 def parts(path):

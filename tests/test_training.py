@@ -4,6 +4,7 @@ import io
 import math
 import os
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -154,9 +155,12 @@ class _RunsAShellCommand:
 def test_unusable_files_name_the_file_and_the_problem(tmp_path, make, words):
     path = tmp_path / "model.pt"
     make(path)
-    with pytest.raises(CheckpointError, match=words) as err:
-        load_checkpoint(path)
+    with warnings.catch_warnings(record=True) as printed:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError, match=words) as err:
+            load_checkpoint(path)
     assert "model.pt" in str(err.value)
+    assert not printed, [str(w.message)[:80] for w in printed]  # one error, no warning beside it
 
 
 def test_truncated_checkpoint_is_refused(tokens, tmp_path):
