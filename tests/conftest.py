@@ -19,3 +19,18 @@ def shared_cache(tmp_path_factory) -> Path:
 @pytest.fixture
 def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def random_gains(model, matrix_scale: float = 1.0):
+    """`model` with every RMSNorm gain drawn from U(0.5, 1.5) (a gain of 1, as initialised,
+    would hide a norm applied in the wrong place or not at all) and, when `matrix_scale` is
+    not 1, every matrix scaled by it (logits of a useful size); in eval mode."""
+    import torch
+
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 1:
+                p.uniform_(0.5, 1.5)
+            elif matrix_scale != 1.0:
+                p.mul_(matrix_scale)
+    return model.eval()

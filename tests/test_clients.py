@@ -139,12 +139,10 @@ def test_a_bf16_to_hf_equals_the_reloaded_folder_at_1024_tokens(tmp_path, offlin
                                n_layers=2, max_seq_len=1024, rope_theta=1e6, max_tokens=3000,
                                num_documents=20, cache_dir=str(tmp_path / "cache"))
     _, tokenizer, _ = load_and_cache_data(config, verbose=False)
+    from conftest import random_gains
+
     torch.manual_seed(0)
-    model = MinimalLLM(config)
-    with torch.no_grad():  # logits of a useful size: weights of std 0.1, random norm gains
-        for p in model.parameters():
-            p.mul_(5) if p.ndim == 2 else p.uniform_(0.5, 1.5)
-    model = model.to(torch.bfloat16).eval()
+    model = random_gains(MinimalLLM(config), matrix_scale=5).to(torch.bfloat16)  # std 0.1
     hf = to_hf(model)
     assert all(b.dtype == torch.float32 for n, b in hf.named_buffers() if n.endswith("inv_freq"))
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(

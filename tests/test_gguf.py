@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_gains
 from qwenlib import MinimalLLM, PretrainingConfig, load_and_cache_data, save_gguf
 from qwenlib.gguf import QWEN2_PATTERN, gguf_tensor_name, pre_tokenizer_name
 
@@ -29,12 +30,7 @@ def tokenizer(tmp_path_factory):
 
 def randomised(**fields) -> MinimalLLM:
     torch.manual_seed(0)
-    model = MinimalLLM(PretrainingConfig(**fields))
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim == 1:
-                p.uniform_(0.5, 1.5)  # a gain of 1 would hide a norm stored in the wrong place
-    return model.eval()
+    return random_gains(MinimalLLM(PretrainingConfig(**fields)))
 
 
 def read(path):

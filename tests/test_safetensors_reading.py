@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from conftest import random_gains
 from qwenlib import MinimalLLM, PretrainingConfig, from_pretrained, save_hf
 from qwenlib.data import train_bpe_tokenizer
 from qwenlib.hf import _load_safetensors, _safetensors_header  # noqa
@@ -29,12 +30,7 @@ SMALL = dict(vocab_size=320, d_model=16, n_heads=2, n_kv_heads=1, d_ff=32, n_lay
 
 def randomised(tied: bool, seed: int = 0) -> MinimalLLM:
     torch.manual_seed(seed)
-    model = MinimalLLM(PretrainingConfig(**SMALL, tie_word_embeddings=tied))
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim == 1:
-                p.uniform_(0.5, 1.5)
-    return model.eval()
+    return random_gains(MinimalLLM(PretrainingConfig(**SMALL, tie_word_embeddings=tied)))
 
 
 @pytest.fixture(scope="module")
