@@ -18,9 +18,11 @@ is ``--gradient-accumulation-steps``. A bad value, a broken file or a full disk 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -80,9 +82,12 @@ def cmd_data(config: PretrainingConfig) -> int:
     return 0
 
 
-def _load_tokenizer(checkpoint: Path, given: str | None):
+def _load_tokenizer(checkpoint: Path, given: str | None, fingerprint: str | None = None):
     """The tokenizer `train` saved beside the checkpoint, or the one given with --tokenizer.
-    Never a substitute: another tokenizer would decode the ids into other text."""
+    Never a substitute: another tokenizer would decode the ids into other text, so one
+    whose vocabulary differs from the checkpoint's `fingerprint` is refused."""
+    from qwenlib.data import refuse_special_files, tokenizer_fingerprint
+
     folder = Path(given) if given else checkpoint.parent / "tokenizer"
     if not folder.is_dir():
         if given:
@@ -90,13 +95,20 @@ def _load_tokenizer(checkpoint: Path, given: str | None):
         raise FileNotFoundError(f"{folder} is missing: it holds the tokenizer that {checkpoint} "
                                 "was trained with (train writes it beside the checkpoints); "
                                 "pass that tokenizer's folder with --tokenizer DIR")
+    refuse_special_files(folder, "a tokenizer's files")
     from transformers import AutoTokenizer
     try:
-        return AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
     except Exception as e:  # noqa: BLE001 - tokenizers' own errors (a JSON file that is not
         # a tokenizer gives KeyError or a Rust exception): all mean "not a tokenizer"
         raise FileNotFoundError(f"{folder} holds no tokenizer that transformers can load "
                                 f"({str(e).splitlines()[0][:200]}); pass one with --tokenizer DIR") from None
+    if fingerprint is not None and tokenizer_fingerprint(tokenizer) != fingerprint:
+        raise ValueError(f"{folder} holds another tokenizer than the one {checkpoint} was "
+                         "trained with (its vocabulary differs), so the model's ids would "
+                         "decode into other text; pass the training run's tokenizer folder "
+                         "with --tokenizer DIR")
+    return tokenizer
 
 
 def _check_vocabulary(model, tokenizer, folder: str) -> None:
@@ -105,13 +117,20 @@ def _check_vocabulary(model, tokenizer, folder: str) -> None:
                          f"only {model.config.vocab_size:,} rows: it is not the model's tokenizer")
 
 
+def _load(checkpoint: str, device: str | None):
+    """(the model of a checkpoint, the fingerprint of its data's tokenizer or None)."""
+    from qwenlib.training import load_checkpoint, load_model
+
+    state = load_checkpoint(checkpoint)
+    return load_model(checkpoint, device, state), state.get("tokenizer_sha256")
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from qwenlib.generation import check_sampling, stream_text
-    from qwenlib.training import load_model
 
     check_sampling(args.temperature, args.top_k, args.top_p, args.max_length, args.seed)
-    model = load_model(args.checkpoint, args.device)
-    tokenizer = _load_tokenizer(Path(args.checkpoint), args.tokenizer)
+    model, fingerprint = _load(args.checkpoint, args.device)
+    tokenizer = _load_tokenizer(Path(args.checkpoint), args.tokenizer, fingerprint)
     _check_vocabulary(model, tokenizer, args.tokenizer or "the checkpoint's folder")
     pieces = stream_text(model, tokenizer, args.prompt, args.max_length, args.temperature,
                          args.top_k, args.top_p, args.seed)
@@ -139,11 +158,9 @@ def _check_export_flags(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from qwenlib.training import load_model
-
     _check_export_flags(args)
-    model = load_model(args.checkpoint, "cpu")
-    tokenizer = _load_tokenizer(Path(args.checkpoint), args.tokenizer)
+    model, fingerprint = _load(args.checkpoint, "cpu")
+    tokenizer = _load_tokenizer(Path(args.checkpoint), args.tokenizer, fingerprint)
     _check_vocabulary(model, tokenizer, args.tokenizer or "the checkpoint's folder")
     if args.format == "gguf":
         from qwenlib.gguf import save_gguf
@@ -162,36 +179,46 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_train(config: PretrainingConfig, resume: str | None = None,
               timeout_s: float = 600.0, allow_data_change: bool = False) -> int:
-    from qwenlib.data import load_and_cache_data, make_dataloaders, save_tokenizer
-    from qwenlib.distributed import DistributedTrainer, init_distributed
-    from qwenlib.training import PretrainingTrainer
+    from qwenlib.distributed import init_distributed
 
     rank, world_size, device = init_distributed(timeout_s)  # (0, 1, ...) without torchrun
     try:
-        if rank == 0:  # builds the cache; the other processes then read it
-            _, tokenizer, tokens = load_and_cache_data(config)
-            train_loader, val_loader = make_dataloaders(config, tokens)  # checks, writes nothing
-            save_tokenizer(tokenizer, Path(config.output_dir) / "tokenizer")  # for `generate`
-        if world_size > 1:
-            import torch.distributed as dist
-            dist.barrier()
-            if rank > 0:
-                _, tokenizer, tokens = load_and_cache_data(config, verbose=False)
-                train_loader, val_loader = make_dataloaders(config, tokens)
-            print(f"process {rank} of {world_size} on {device}", flush=True)
-        trainer = (DistributedTrainer if world_size > 1 else PretrainingTrainer)(config, device)
-        try:
-            model, metrics = trainer.train(train_loader, val_loader, resume_from=resume,
-                                           allow_data_change=allow_data_change)
-        except RuntimeError as e:
-            if world_size == 1:
-                raise
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+        with contextlib.ExitStack() as held:
+            return _train(config, resume, allow_data_change, rank, world_size, device, held)
     finally:
         if world_size > 1:
             import torch.distributed as dist
             dist.destroy_process_group()
+
+
+def _train(config: PretrainingConfig, resume: str | None, allow_data_change: bool,
+           rank: int, world_size: int, device, held: contextlib.ExitStack) -> int:
+    from qwenlib.data import load_and_cache_data, make_dataloaders, save_tokenizer
+    from qwenlib.distributed import DistributedTrainer
+    from qwenlib.training import PretrainingTrainer, output_folder_lock
+
+    if rank == 0:  # builds the cache; the other processes then read it
+        _, tokenizer, tokens = load_and_cache_data(config)
+        train_loader, val_loader = make_dataloaders(config, tokens)  # checks, writes nothing
+        # hold the output folder (`train` holds it too) before writing into it
+        held.enter_context(output_folder_lock(config.output_dir))
+        save_tokenizer(tokenizer, Path(config.output_dir) / "tokenizer")  # for `generate`
+    if world_size > 1:
+        import torch.distributed as dist
+        dist.barrier()
+        if rank > 0:
+            _, tokenizer, tokens = load_and_cache_data(config, verbose=False)
+            train_loader, val_loader = make_dataloaders(config, tokens)
+        print(f"process {rank} of {world_size} on {device}", flush=True)
+    trainer = (DistributedTrainer if world_size > 1 else PretrainingTrainer)(config, device)
+    try:
+        model, metrics = trainer.train(train_loader, val_loader, resume_from=resume,
+                                       allow_data_change=allow_data_change, tokenizer=tokenizer)
+    except RuntimeError as e:
+        if world_size == 1:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     out = config.output_dir
     if metrics.get("interrupted"):  # 128 + the signal's number, as shells report it
         return 143 if metrics.get("signal") == "SIGTERM" else 130
@@ -350,4 +377,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # the command is over (a stopped run's checkpoint is saved): a Ctrl-C pressed once more
+    # must not print a traceback from the interpreter's shutdown, or kill it with -SIGINT
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['KVCache', 'Qwen3Attention']
 
+# %% notebooks/04_attention.ipynb, cell 14
 import torch
 import torch.nn.functional as F
 from torch import nn

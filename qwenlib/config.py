@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['ConfigError', 'PretrainingConfig', 'check_config']
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 4
 import dataclasses
 import json
 import math
@@ -110,6 +111,7 @@ class PretrainingConfig:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 6
 def _type_problem(value: Any, hint: Any) -> str | None:
     """What is wrong with `value` for a field of type `hint` (int, float, bool, str, or one
     of those or None), or None. bool is not an int here, and a float must be finite."""

@@ -15,12 +15,15 @@ __all__ = [
     'cache_key',
     'cache_path',
     'save_tokenizer',
+    'tokenizer_fingerprint',
+    'refuse_special_files',
     'load_and_cache_data',
     'TextTokenDataset',
     'split_tokens',
     'make_dataloaders',
 ]
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 20
 import ast
 import contextlib
 import functools
@@ -88,6 +91,7 @@ def builtin_documents() -> tuple[tuple[str, str], ...]:
     return tuple(sorted(docs, key=lambda d: hashlib.sha256(d[0].encode()).hexdigest()))
 
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 24
 def train_bpe_tokenizer(texts: Sequence[str], vocab_size: int):
     """Train a byte-level BPE on `texts` and wrap it as a transformers tokenizer.
 
@@ -109,6 +113,7 @@ def train_bpe_tokenizer(texts: Sequence[str], vocab_size: int):
                                    bos_token=EOS_TOKEN, pad_token=EOS_TOKEN)
 
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 26
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
@@ -170,6 +175,7 @@ def load_hub_tokenizer(config: PretrainingConfig):
     return AutoTokenizer.from_pretrained(config.tokenizer_name)
 
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 29
 def tokenize_documents(texts: Sequence[str], tokenizer, max_tokens: int) -> np.ndarray:
     """Encode each document, end it with the EOS id, concatenate, keep `max_tokens` ids."""
     eos = tokenizer.eos_token_id
@@ -188,6 +194,7 @@ def tokenize_documents(texts: Sequence[str], tokenizer, max_tokens: int) -> np.n
     return np.asarray(ids[:max_tokens], dtype=np.int64)
 
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 31
 CACHE_FORMAT = 1
 
 
@@ -212,6 +219,7 @@ def cache_path(config: PretrainingConfig, source: str) -> Path:
     return Path(config.cache_dir).expanduser() / name
 
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 33
 def _tokens_problem(tokens: np.ndarray, meta: dict[str, Any], texts, tokenizer) -> str | None:
     """Why cached ids cannot be the tokenized texts, or None: the wrong type or shape, ids
     outside the tokenizer, another checksum or count than meta.json's, or a start that is
@@ -252,6 +260,7 @@ def _read_cache(path: Path, key: dict[str, Any]):
         texts = json.loads((path / "texts.json").read_text(encoding="utf-8"))
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise ValueError("texts.json is not a list of documents")
+        refuse_special_files(path / "tokenizer", "the cache's tokenizer")
         tokenizer = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
         problem = _tokens_problem(tokens, meta, texts, tokenizer)
         if problem:
@@ -280,6 +289,28 @@ def save_tokenizer(tokenizer, folder: str | Path) -> None:
     for how_it_was_loaded in ("is_local", "local_files_only"):
         settings.pop(how_it_was_loaded, None)
     path.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A SHA-256 of the tokenizer's vocabulary (every token with its id, added ones too).
+
+    Two tokenizers with the same fingerprint turn ids into the same text; a checkpoint
+    stores its data's fingerprint, so that another tokenizer is noticed before it decodes
+    the model's ids into other text. The vocabulary, not the file: the same tokenizer
+    saved by another transformers version writes other JSON but the same fingerprint.
+    """
+    pairs = sorted(tokenizer.get_vocab().items(), key=lambda pair: pair[1])
+    return hashlib.sha256(json.dumps(pairs, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def refuse_special_files(folder: str | Path, what: str) -> None:
+    """A ValueError if `folder` holds a pipe or a device: a library reading every file of
+    a folder (transformers' AutoTokenizer does) would block on a pipe, or never end
+    reading /dev/zero."""
+    for entry in Path(folder).iterdir():
+        if entry.exists() and not (entry.is_file() or entry.is_dir()):
+            raise ValueError(f"{entry} is not a regular file (a pipe or a device); {folder} "
+                             f"should hold {what}")
 
 
 def _write_cache(path: Path, key: dict[str, Any], texts, tokenizer, tokens) -> bool:
@@ -313,6 +344,7 @@ def _write_cache(path: Path, key: dict[str, Any], texts, tokenizer, tokens) -> b
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 35
 def _fetch(config: PretrainingConfig, source: str):
     """(texts, tokenizer) from the Hub (or local folders), or from the built-in corpus."""
     if source == "hub":
@@ -387,6 +419,7 @@ def load_and_cache_data(config: PretrainingConfig, verbose: bool = True):
     return texts, tokenizer, tokens
 
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 48
 class TextTokenDataset(Dataset):
     """Training windows over a token stream: item i is (x, y) with
     x = tokens[s : s + seq_len] and y = tokens[s + 1 : s + seq_len + 1], s = i * stride.
@@ -423,6 +456,7 @@ class TextTokenDataset(Dataset):
         return x, y
 
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 55
 def split_tokens(tokens, val_fraction: float, seq_len: int):
     """Hold out the tail of the token stream: (train_tokens, val_tokens).
 

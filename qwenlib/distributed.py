@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['init_distributed', 'ShardedSampler', 'shard_loader', 'DistributedTrainer']
 
+# %% notebooks/10_scaling_out.ipynb, cell 4
 import datetime
 import math
 import os
@@ -47,6 +48,7 @@ def init_distributed(timeout_s: float = 600.0) -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
+# %% notebooks/10_scaling_out.ipynb, cell 6
 class ShardedSampler(Sampler[int]):
     """The indices one process reads: every `world_size`-th of one shared order.
 
@@ -100,6 +102,7 @@ def shard_loader(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
                       num_workers=loader.num_workers, pin_memory=loader.pin_memory)
 
 
+# %% notebooks/10_scaling_out.ipynb, cell 13
 class _Loss(torch.nn.Module):
     """DistributedDataParallel synchronises the gradients of what its forward()
     computed; the trainer needs the fused loss, so this forward *is* the loss."""

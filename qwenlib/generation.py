@@ -15,6 +15,7 @@ __all__ = [
     'generate_batch',
 ]
 
+# %% notebooks/08_generation.ipynb, cell 6
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,6 +86,7 @@ def next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
+# %% notebooks/08_generation.ipynb, cell 11
 @contextmanager
 def _eval_mode(model: torch.nn.Module):
     was_training = model.training
@@ -166,6 +168,7 @@ def generate_ids(model, input_ids: torch.Tensor, max_new_tokens: int, temperatur
                 return
 
 
+# %% notebooks/08_generation.ipynb, cell 17
 def _encode(tokenizer, prompt: str) -> list[int]:
     if isinstance(prompt, (bytes, bytearray)):
         raise ValueError(f"the prompt is bytes ({bytes(prompt)[:40]!r}), not text: decode it "

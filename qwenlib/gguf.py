@@ -13,6 +13,7 @@ __all__ = [
     'save_gguf',
 ]
 
+# %% notebooks/B1_gguf.ipynb, cell 8
 import json
 import os
 import secrets
@@ -47,6 +48,7 @@ def gguf_tensor_name(name: str) -> str:
     return f"blk.{block}.{per_block[part]}.weight"
 
 
+# %% notebooks/B1_gguf.ipynb, cell 11
 # Qwen2's (and Qwen3's) split pattern, as its tokenizer.json holds it
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"
                  r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -84,6 +86,7 @@ def pre_tokenizer_name(tokenizer_json: dict) -> str:
                      "BPE tokenizers of GPT-2's, SmolLM's or Qwen's kind")
 
 
+# %% notebooks/B1_gguf.ipynb, cell 14
 # llama.cpp's token types (gguf.TokenType)
 NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5
 
@@ -115,6 +118,7 @@ def gguf_vocabulary(tokenizer, vocab_size: int) -> tuple[list[str], list[int], l
     return tokens, types, merges
 
 
+# %% notebooks/B1_gguf.ipynb, cell 17
 def _is_gguf(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(4) == b"GGUF"
@@ -145,6 +149,7 @@ def gguf_tensors(model: MinimalLLM, dtype: str = "f32") -> dict[str, np.ndarray]
     return tensors
 
 
+# %% notebooks/B1_gguf.ipynb, cell 20
 def save_gguf(model: MinimalLLM, tokenizer, path: str | Path, dtype: str = "f32") -> Path:
     """Write `model` and `tokenizer` as one GGUF file (`dtype` "f32" or "f16") that
     llama.cpp loads as a `qwen3` model: `llama-cli -m model.gguf`, Ollama's

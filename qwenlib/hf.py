@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['to_hf_config', 'to_hf', 'config_from_hf', 'from_hf', 'from_pretrained', 'save_hf']
 
+# %% notebooks/05_swiglu_and_model.ipynb, cell 21
 import json
 import os
 import secrets
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 
 from qwenlib.config import PretrainingConfig
-from qwenlib.data import save_tokenizer
+from qwenlib.data import refuse_special_files, save_tokenizer
 from qwenlib.model import MinimalLLM
 
 
@@ -154,6 +155,7 @@ def _local_folder(name_or_folder: str | Path) -> Path:
     or the Hub's copy of a model id (downloaded once, then cached by huggingface_hub)."""
     folder = Path(name_or_folder).expanduser()
     if folder.is_dir():
+        refuse_special_files(folder, "a model's config.json, weights and tokenizer files")
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"{folder} has no config.json: give from_pretrained a folder "
                                     "written by save_pretrained (or qwenlib.save_hf)")

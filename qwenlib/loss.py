@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['LinearCrossEntropy', 'linear_cross_entropy']
 
+# %% notebooks/A1_where_the_time_goes.ipynb, cell 14
 import math
 import threading
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['Qwen3MLP', 'Qwen3DecoderLayer', 'check_token_ids', 'MinimalLLM']
 
+# %% notebooks/05_swiglu_and_model.ipynb, cell 8
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,6 +54,7 @@ class Qwen3DecoderLayer(nn.Module):
         return (x, present) if use_cache else x
 
 
+# %% notebooks/05_swiglu_and_model.ipynb, cell 10
 def check_token_ids(ids: torch.Tensor, vocab_size: int) -> None:
     """Raise a clear error unless every id lies in [0, vocab_size).
 

@@ -13,6 +13,7 @@ __all__ = [
     'setup_optimizers',
 ]
 
+# %% notebooks/06_muon.ipynb, cell 10
 import torch
 
 from qwenlib.runtime import has_native_bf16
@@ -50,6 +51,7 @@ def zeropower_via_newtonschulz5(G: torch.Tensor, steps: int = 5, eps: float = 1e
     return X.T if transposed else X
 
 
+# %% notebooks/06_muon.ipynb, cell 14
 class Muon(torch.optim.Optimizer):
     """Muon (MomentUm Orthogonalized by Newton-Schulz), for 2-D weight matrices.
 
@@ -117,6 +119,7 @@ class Muon(torch.optim.Optimizer):
         return loss
 
 
+# %% notebooks/06_muon.ipynb, cell 18
 def setup_muon_optimizer(model: torch.nn.Module, config) -> list[torch.optim.Optimizer]:
     """The course's optimizers: [Muon, AdamW], as in the original package.
 

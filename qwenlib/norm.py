@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['RMSNorm']
 
+# %% notebooks/02_rmsnorm.ipynb, cell 10
 import torch
 from torch import nn
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['rotate_half', 'Rotary']
 
+# %% notebooks/03_rope.ipynb, cell 11
 import torch
 from torch import nn
 

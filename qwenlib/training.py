@@ -14,6 +14,7 @@ __all__ = [
     'checksum',
     'save_checkpoint',
     'remove_stale_temp_files',
+    'output_folder_lock',
     'shape_differences',
     'load_checkpoint',
     'require_entries',
@@ -26,6 +27,7 @@ __all__ = [
     'PretrainingTrainer',
 ]
 
+# %% notebooks/07_training_loop.ipynb, cell 12
 import contextlib
 import hashlib
 import json
@@ -33,6 +35,7 @@ import math
 import os
 import re
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -46,6 +49,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from qwenlib.config import ARCHITECTURE_FIELDS, ConfigError, PretrainingConfig
+from qwenlib.data import tokenizer_fingerprint
 from qwenlib.model import MinimalLLM, check_token_ids
 from qwenlib.muon import setup_optimizers
 from qwenlib.runtime import get_device, seed_everything, training_dtype
@@ -71,7 +75,8 @@ def mixed_precision(device: torch.device, use_amp: bool = True, amp_dtype: str =
     The dtype comes from `qwenlib.training_dtype`: bf16 autocast on a GPU with native
     bf16 (compute capability >= 8.0); fp16 autocast on an older GPU (T4, V100), with a
     GradScaler because fp16's small range needs the loss scaled; full precision on the
-    CPU, where 16-bit autocast is slower than fp32 (chapter 7 measures it).
+    CPU, where a bf16 step took 16.6x the fp32 time on a processor without bf16 arithmetic
+    and 0.64-1.0x on ones with it (measured below): a large loss or a small gain.
     `amp_dtype` forces one ("bf16", "fp16", "fp32") on any device; the fp16 path
     then runs for real on the CPU too (CPU autocast and GradScaler("cpu") exist).
     """
@@ -83,6 +88,7 @@ def mixed_precision(device: torch.device, use_amp: bool = True, amp_dtype: str =
     return torch.autocast(device.type, dtype=dtype), scaler
 
 
+# %% notebooks/07_training_loop.ipynb, cell 16
 @torch.no_grad()
 def evaluation_sums(model: torch.nn.Module, val_loader, max_batches: int | None = None,
                     device: torch.device | None = None, chunk_size: int = 256) -> torch.Tensor:
@@ -131,9 +137,11 @@ def evaluate(model: torch.nn.Module, val_loader, max_batches: int | None = None,
     return metrics_from_sums(evaluation_sums(model, val_loader, max_batches, device))
 
 
+# %% notebooks/07_training_loop.ipynb, cell 18
 CHECKPOINT_FORMAT = "qwenlib-checkpoint"
 _ARCHITECTURE = ARCHITECTURE_FIELDS  # the fields a checkpoint's weights depend on (chapter 1)
-# the fields that decide which token windows the run trains on
+# the fields that decide which token windows the run trains on (and, for a resume, the
+# windows per batch in all processes: a saved data position counts batches)
 DATA_FIELDS = ("num_documents", "max_tokens", "val_fraction", "data_source", "dataset_name",
                "dataset_config", "tokenizer_name", "builtin_vocab_size")
 
@@ -214,6 +222,56 @@ def remove_stale_temp_files(folder: str | Path) -> list[Path]:
     for p in stale:
         p.unlink()
     return stale
+
+
+_LOCKED: set[str] = set()  # the folders this process holds
+
+
+@contextlib.contextmanager
+def output_folder_lock(folder: str | Path):
+    """Hold `folder` for one training run: a second run on it is refused, naming the first.
+
+    Two runs in one folder would overwrite each other's checkpoints, and one's start-up
+    cleanup (`remove_stale_temp_files`) could delete the other's half-written file. The
+    lock is `flock` on `folder/.train.lock`, which the operating system releases when the
+    process ends, however it ends: a killed run never leaves the folder locked. Re-entrant
+    within a process; where there are no such locks (Windows, some network file systems)
+    runs are not guarded.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = str(folder.resolve())
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    if fcntl is None or key in _LOCKED:
+        yield
+        return
+    with open(folder / ".train.lock", "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RuntimeError(f"{folder} is in use by another training run ({holder}): two "
+                               "runs in one folder overwrite each other's checkpoints; wait "
+                               "for it to end, or give this run another output_dir "
+                               "(--output-dir)") from None
+        except OSError:  # a file system without locks
+            locked = False
+        if locked:  # who holds it, for the message of a second run
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, "
+                         f"since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            handle.flush()
+            _LOCKED.add(key)
+        try:
+            yield
+        finally:
+            _LOCKED.discard(key)  # and closing the file releases the lock
 
 
 def _refused_object(error: Exception) -> str | None:
@@ -332,9 +390,11 @@ def require_entries(path: str | Path, state: dict[str, Any], names, purpose: str
                               f"entr{'y' if len(missing) == 1 else 'ies'}, needed {purpose}")
 
 
-def load_model(path: str | Path, device: torch.device | str | None = None) -> MinimalLLM:
-    """The model stored in a checkpoint, in eval mode."""
-    state = load_checkpoint(path)
+def load_model(path: str | Path, device: torch.device | str | None = None,
+               state: dict[str, Any] | None = None) -> MinimalLLM:
+    """The model stored in a checkpoint, in eval mode (`state`: the checkpoint, if it was
+    already read with `load_checkpoint`)."""
+    state = load_checkpoint(path) if state is None else state
     require_entries(path, state, ["model"], "to build the model")
     model = MinimalLLM(state["config"])
     load_weights(model, path, state["model"])
@@ -359,6 +419,7 @@ def load_weights(model: MinimalLLM, path: str | Path, weights: dict[str, Any]) -
                                   "checkpoint, and a lower learning rate from there")
 
 
+# %% notebooks/07_training_loop.ipynb, cell 21
 class BatchStream:
     """Endless batches from a DataLoader, epoch after epoch, with a position that
     can be saved and restored exactly.
@@ -400,9 +461,9 @@ class BatchStream:
             self.generator.set_state(state["generator"])
         self.epoch = state["epoch"]
         self._start_epoch()
-        for _ in range(state["index"]):
-            next(self._it)
-        self.index = state["index"]
+        self.index = 0
+        for _ in range(state["index"]):  # past the epoch's end (another batch_size, allowed
+            next(self)                   # with allow_data_change): on into the next epoch
         return exact
 
 
@@ -425,11 +486,14 @@ class StopRequest:
     SIGTERM (what schedulers, `docker stop` and notebook runtimes send) asks training to stop
     at an update boundary, where a checkpoint matches the weights (the end of the current
     update, or of the next one if the signal came during the optimizer step, and after the
-    evaluation if one is due there); a second SIGINT stops at once (KeyboardInterrupt). Signals can only be caught in the main
-    thread: elsewhere Ctrl-C raises at once, as usual."""
+    evaluation if one is due there); a second SIGINT stops at once (KeyboardInterrupt),
+    except while the last checkpoint is being written (`saving`): a stop is what that save
+    is for, so it finishes. Signals can only be caught in the main thread: elsewhere Ctrl-C
+    raises at once, as usual."""
 
     def __init__(self):
         self.signal_name: str | None = None
+        self.saving = False  # True during the last save: further signals wait for it
         self._previous: dict = {}
 
     def __enter__(self) -> "StopRequest":
@@ -439,9 +503,9 @@ class StopRequest:
         return self
 
     def _request(self, signum, frame) -> None:
-        if self.signal_name is not None and signum == signal.SIGINT:
+        if self.signal_name is not None and signum == signal.SIGINT and not self.saving:
             raise KeyboardInterrupt  # the second Ctrl-C: stop now
-        self.signal_name = signal.Signals(signum).name
+        self.signal_name = self.signal_name or signal.Signals(signum).name
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
@@ -481,10 +545,18 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _batches(batch_size: int, world_size: int) -> str:
+    return str(batch_size) if world_size == 1 else \
+        f"{batch_size} in each of {world_size} processes ({batch_size * world_size} in all)"
+
+
 def check_resume(config: PretrainingConfig, path, state: dict[str, Any],
-                 allow_data_change: bool = False) -> str | None:
-    """Refuse a resume that cannot continue the saved run: past `max_steps`, or on other data
-    (unless `allow_data_change`: then the warning to print is returned)."""
+                 allow_data_change: bool = False, tokenizer_sha256: str | None = None,
+                 world_size: int = 1) -> str | None:
+    """Refuse a resume that cannot continue the saved run: past `max_steps`, or on other data,
+    another tokenizer or batches of another number of windows, which would make the saved
+    position (counted in batches) point at other windows (unless `allow_data_change`: then
+    the warning to print is returned). `world_size`: the processes resuming it."""
     saved = state["config"]
     if state["step"] > config.max_steps:
         raise CheckpointError(f"{path} is at update {state['step']}, past max_steps="
@@ -492,16 +564,28 @@ def check_resume(config: PretrainingConfig, path, state: dict[str, Any],
                               f"{state['step'] + 1} or more to continue it")
     differ = [f"{f}: checkpoint {getattr(saved, f)!r}, now {getattr(config, f)!r}"
               for f in DATA_FIELDS if getattr(saved, f) != getattr(config, f)]
+    if None not in (tokenizer_sha256, state.get("tokenizer_sha256")) and \
+            tokenizer_sha256 != state["tokenizer_sha256"]:
+        differ.append("the tokenizer: another vocabulary than the checkpoint's")
+    saved_world = state.get("world_size")  # None in checkpoints from before it was saved
+    batch_differs = saved_world is not None and \
+        saved.batch_size * saved_world != config.batch_size * world_size
+    if batch_differs:
+        differ.append(f"batch_size: checkpoint {_batches(saved.batch_size, saved_world)}, "
+                      f"now {_batches(config.batch_size, world_size)}")
     if differ and not allow_data_change:
+        keep = (" (to change the tokens per update, keep batch_size and change "
+                "gradient_accumulation_steps)" if batch_differs else "")
         raise CheckpointError(f"{path} was trained on other data ({'; '.join(differ)}); "
                               "resuming would continue on different windows. Set the same "
-                              "values, or pass allow_data_change=True (--allow-data-change) "
-                              "to continue on the new data anyway")
+                              f"values{keep}, or pass allow_data_change=True "
+                              "(--allow-data-change) to continue on the new data anyway")
     if differ:
         return f"warning: continuing on other data than {path} was trained on: " + "; ".join(differ)
     return None
 
 
+# %% notebooks/07_training_loop.ipynb, cell 23
 def _new_history() -> dict[str, list]:
     return {"step": [], "train_loss": [], "lr": [], "eval_step": [], "val_loss": [],
             "val_accuracy": [], "val_perplexity": []}
@@ -561,8 +645,10 @@ class _Run:
     in_step: bool = False  # True while the weights or the state are between two boundaries
     stop_asked: bool = False  # some process got a signal (agreed in the update's read-back)
     interrupted: bool = False
+    tokenizer_sha256: str | None = None  # the data's tokenizer (tokenizer_fingerprint)
 
 
+# %% notebooks/07_training_loop.ipynb, cell 25
 class PretrainingTrainer:
     """Trains MinimalLLM with Muon + AdamW; `max_steps` counts optimizer updates.
 
@@ -620,17 +706,28 @@ class PretrainingTrainer:
     # --- train, and its phases ----------------------------------------------------------
     def train(self, train_loader, val_loader, resume_from: str | Path | None = None,
               stop_after: int | None = None, model: MinimalLLM | None = None,
-              allow_data_change: bool = False):
+              allow_data_change: bool = False, tokenizer=None):
         """Train; returns (model, metrics). `stop_after=k` stops after update k as if
         interrupted (saving `latest.pt`), e.g. to show that resuming is exact.
         `model` continues training a model you built or loaded (e.g. with `from_hf`)
         instead of a fresh `MinimalLLM(config)`; its shape must be the config's.
         Resuming on other data settings than the checkpoint's is refused unless
-        `allow_data_change=True`."""
-        run = self._set_up(train_loader, val_loader, model, resume_from, allow_data_change)
-        last = self.config.max_steps if stop_after is None else min(stop_after, self.config.max_steps)
-        try:
-            with run.stop:  # from here a signal asks for a stop at the next boundary
+        `allow_data_change=True`. `tokenizer`, the data's: its fingerprint goes into each
+        checkpoint, so that a resume, `generate` and `export` can tell another one.
+        The output folder is held from the first update on (`output_folder_lock`)."""
+        run = self._set_up(train_loader, val_loader, model, resume_from, allow_data_change,
+                           None if tokenizer is None else tokenizer_fingerprint(tokenizer))
+        c = self.config
+        with output_folder_lock(c.output_dir) if self.is_main else contextlib.nullcontext():
+            if self.is_main:
+                for stale in remove_stale_temp_files(c.output_dir):
+                    self._say(f"removed {stale}, left by a save that was killed half way")
+            return self._train(run, c.max_steps if stop_after is None else min(stop_after, c.max_steps))
+
+    def _train(self, run: _Run, last: int):
+        """Updates and evaluations up to update `last` or a stop, then the last save."""
+        with run.stop:  # from here a signal asks for a stop at the next boundary
+            try:
                 while True:
                     if self._evaluation_due(run.state):
                         self._evaluate_and_save(run)
@@ -638,17 +735,20 @@ class PretrainingTrainer:
                         break
                     self._update(run)
                     self._show_progress(run)
-        except KeyboardInterrupt:  # a second Ctrl-C, or Ctrl-C outside the main thread
-            self._stop_at_once(run)
-        except Exception as error:
-            _quietly(run.bar.close)
-            lost = self._lost_contact(error)
-            if lost is None:
-                raise
-            raise self._after_lost_contact(run, lost) from error
-        return run.model, self._finish(run)
+            except KeyboardInterrupt:  # a second Ctrl-C, or Ctrl-C outside the main thread
+                run.stop.saving = True
+                self._stop_at_once(run)
+            except Exception as error:
+                _quietly(run.bar.close)
+                lost = self._lost_contact(error)
+                if lost is None:
+                    raise
+                raise self._after_lost_contact(run, lost) from error
+            run.stop.saving = True  # one more Ctrl-C now would only lose the last save
+            return run.model, self._finish(run)
 
-    def _set_up(self, train_loader, val_loader, model, resume_from, allow_data_change) -> _Run:
+    def _set_up(self, train_loader, val_loader, model, resume_from, allow_data_change,
+                tokenizer_sha256=None) -> _Run:
         """Build (or check) the model, its optimizers and loss scaler; restore a checkpoint."""
         c = self.config
         seed_everything(c.seed)
@@ -658,10 +758,8 @@ class PretrainingTrainer:
             for group in opt.param_groups:
                 group["peak_lr"] = group["lr"]
         autocast, scaler = mixed_precision(self.device, c.use_amp, c.amp_dtype)
-        run = _Run(model, optimizers, scaler, autocast, TrainingState())
-        if self.is_main:
-            for stale in remove_stale_temp_files(c.output_dir):
-                self._say(f"removed {stale}, left by a save that was killed half way")
+        run = _Run(model, optimizers, scaler, autocast, TrainingState(),
+                   tokenizer_sha256=tokenizer_sha256)
         saved = None if resume_from is None else self._restore(run, resume_from, allow_data_change)
         run.loss_fn, train_loader, run.val_loader = self._prepare(model, train_loader, val_loader)
         run.stream = BatchStream(train_loader)
@@ -692,7 +790,8 @@ class PretrainingTrainer:
         saved = load_checkpoint(path, c)
         require_entries(path, saved, ["model", "optimizers", "scaler", "step", "best_val_loss",
                                       "history", "data", "rng"], "to resume training")
-        warning = check_resume(c, path, saved, allow_data_change)
+        warning = check_resume(c, path, saved, allow_data_change, run.tokenizer_sha256,
+                               self.world_size)
         if warning:
             self._say(warning)
         if saved["config"].optimizer != c.optimizer:
@@ -708,6 +807,8 @@ class PretrainingTrainer:
             run.scaler.load_state_dict(saved["scaler"])
         run.state.load_state_dict(saved)
         _set_rng_state(run.state.rng)
+        if run.tokenizer_sha256 is None:  # not given now: the saved run's tokenizer goes on
+            run.tokenizer_sha256 = saved.get("tokenizer_sha256")
         return saved["data"]
 
     def _update(self, run: _Run) -> None:
@@ -803,7 +904,10 @@ class PretrainingTrainer:
             save_checkpoint(path, {"config": self.config.to_dict(),
                                    "model": run.model.state_dict(),
                                    "optimizers": [o.state_dict() for o in run.optimizers],
-                                   "scaler": run.scaler.state_dict(), **run.state.state_dict()})
+                                   "scaler": run.scaler.state_dict(),
+                                   "tokenizer_sha256": run.tokenizer_sha256,
+                                   "world_size": self.world_size,
+                                   **run.state.state_dict()})
         return path
 
     def _finish(self, run: _Run) -> dict[str, Any]:

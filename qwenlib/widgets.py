@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['GenerationWidget']
 
+# %% notebooks/08_generation.ipynb, cell 22
 import html
 import threading
 import time

@@ -105,6 +105,22 @@ def test_train_command_trains_saves_and_resumes(tmp_path):
               str(tmp_path / "not_a_tokenizer"), cwd=tmp_path)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1
     assert "holds no tokenizer that transformers can load" in bad.stderr
+    os.mkfifo(tmp_path / "not_a_tokenizer" / "vocab.json")  # transformers would block on it
+    bad = run("generate", "--checkpoint", checkpoint, "--prompt", "The ", "--tokenizer",
+              str(tmp_path / "not_a_tokenizer"), cwd=tmp_path)
+    assert bad.returncode == 2 and "vocab.json is not a regular file" in bad.stderr
+    # another valid tokenizer where the run's was: refused by the checkpoint's fingerprint
+    from qwenlib.data import save_tokenizer, train_bpe_tokenizer
+    (tmp_path / "models" / "tokenizer").rename(tmp_path / "the_runs_tokenizer")
+    save_tokenizer(train_bpe_tokenizer(["the cat sat on the mat"] * 20, 300),
+                   tmp_path / "models" / "tokenizer")
+    for command in (["generate", "--prompt", "The "], ["export", "--output-dir", "hf"]):
+        bad = run(*command, "--checkpoint", checkpoint, cwd=tmp_path)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+        assert "holds another tokenizer than the one" in bad.stderr and "--tokenizer DIR" in bad.stderr
+    good = run("generate", "--checkpoint", checkpoint, "--prompt", "The ", "--max-length", "8",
+               "--temperature", "0", "--tokenizer", str(tmp_path / "the_runs_tokenizer"), cwd=tmp_path)
+    assert good.returncode == 0 and good.stdout == gen.stdout, good.stderr
 
 
 def test_a_model_too_large_for_memory_is_one_line_naming_the_flags(tmp_path):

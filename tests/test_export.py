@@ -59,6 +59,24 @@ def test_export_writes_modules_with_header_docstring_and_all(project):
     assert namespace["area"](2.0) == pytest.approx(12.566370614359172)
 
 
+def test_each_exported_cell_is_marked_with_its_notebook_and_cell_number(project):
+    export.export(project)
+    demo = (project / "qwenlib" / "demo.py").read_text()
+    lines = demo.splitlines()
+
+    def marker_above(text: str) -> str:
+        at = next(i for i, line in enumerate(lines) if text in line)
+        return next(line for line in reversed(lines[:at]) if line.startswith("# %% "))
+
+    assert marker_above("import math") == "# %% notebooks/01_demo.ipynb, cell 2"
+    assert marker_above("def area") == "# %% notebooks/01_demo.ipynb, cell 3"
+    assert marker_above("return math.pi") == "# %% notebooks/01_demo.ipynb, cell 3"
+    assert lines[2] == '"""A demo module."""'  # still the module's docstring, above the marks
+    namespace: dict = {}
+    exec(compile(demo, "demo.py", "exec"), namespace)
+    assert namespace["__doc__"] == "A demo module."
+
+
 def test_export_is_deterministic_and_leaves_notebooks_alone(project):
     notebook = project / "notebooks" / "01_demo.ipynb"
     before = notebook.read_bytes()

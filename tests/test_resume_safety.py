@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from conftest import ROOT
 from qwenlib import (MinimalLLM, PretrainingConfig, TextTokenDataset, load_and_cache_data,
                      make_dataloaders, seed_everything)
 from qwenlib.data import split_tokens
@@ -25,7 +26,7 @@ def tokens(tmp_path_factory):
 
 def run(tokens, folder, loaders=None, verbose=False, **overrides):
     train_args = {k: overrides.pop(k) for k in ("resume_from", "stop_after", "allow_data_change",
-                                                "model") if k in overrides}
+                                                "model", "tokenizer") if k in overrides}
     config = PretrainingConfig(output_dir=str(folder), **{**TINY, **overrides})
     trainer = PretrainingTrainer(config, device="cpu", verbose=verbose)
     return trainer.train(*(loaders or make_dataloaders(config, tokens)), **train_args)
@@ -213,3 +214,76 @@ def test_a_checkpoint_with_wrong_weights_and_a_valid_checksum_is_refused_on_resu
         run(tokens, tmp_path, max_steps=3, resume_from=path)
     with pytest.raises(CheckpointError, match=says):
         load_model(path)  # what generate and export use
+
+
+def test_resume_with_another_batch_size_is_refused_naming_the_flag(tokens, tmp_path):
+    # the saved position counts batches: the 4th batch of 2 windows is not the 4th of 4
+    run(tokens, tmp_path, stop_after=2)
+    with pytest.raises(CheckpointError, match=r"batch_size: checkpoint 4, now 2.*keep batch_size "
+                                              r"and change gradient_accumulation_steps"):
+        run(tokens, tmp_path, resume_from=tmp_path / "latest.pt", batch_size=2,
+            gradient_accumulation_steps=4)
+
+
+def test_a_data_position_past_the_epoch_end_goes_on_into_the_next_epoch():
+    # allowed with allow_data_change: batches of another size can leave the saved position
+    # past the end of the new epoch (it raised StopIteration)
+    from qwenlib.training import BatchStream
+    windows = torch.arange(10)
+    saved = BatchStream(DataLoader(windows, batch_size=2, shuffle=True,
+                                   generator=torch.Generator().manual_seed(0), drop_last=True))
+    for _ in range(4):
+        next(saved)
+    larger = BatchStream(DataLoader(windows, batch_size=5, shuffle=True,
+                                    generator=torch.Generator().manual_seed(0), drop_last=True))
+    larger.load_state_dict(saved.state_dict())
+    assert (larger.epoch, larger.index) == (1, 2)  # 4 batches of 5: two epochs of 10 windows
+    assert len(next(larger)) == 5 and larger.epoch == 2
+
+
+def test_the_tokenizer_fingerprint_is_saved_and_another_tokenizer_is_refused_on_resume(
+        tokens, tmp_path):
+    from qwenlib.data import tokenizer_fingerprint, train_bpe_tokenizer
+    config = PretrainingConfig(cache_dir=str(tmp_path / "cache"), **TINY)
+    texts, tokenizer, _ = load_and_cache_data(config, verbose=False)
+    run(tokens, tmp_path, stop_after=2, tokenizer=tokenizer)
+    latest = tmp_path / "latest.pt"
+    assert load_checkpoint(latest)["tokenizer_sha256"] == tokenizer_fingerprint(tokenizer)
+    other = train_bpe_tokenizer(texts, 300)
+    assert tokenizer_fingerprint(other) != tokenizer_fingerprint(tokenizer)
+    with pytest.raises(CheckpointError, match="the tokenizer: another vocabulary"):
+        run(tokens, tmp_path, resume_from=latest, tokenizer=other)
+    run(tokens, tmp_path, resume_from=latest)  # none given: the saved one goes on
+    assert load_checkpoint(tmp_path / "final_model1.pt")["tokenizer_sha256"] == \
+        tokenizer_fingerprint(tokenizer)
+
+
+_HOLD = """
+import sys, time
+from qwenlib.training import output_folder_lock
+with output_folder_lock(sys.argv[1]):
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_and_deletes_nothing(tokens, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    first = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path)], stdout=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert first.stdout.readline() == b"holding\n"
+        in_flight = tmp_path / ".latest.pt.abcdefgh.tmp"  # the first run's save, half written
+        in_flight.write_bytes(b"x")
+        with pytest.raises(RuntimeError, match=rf"{tmp_path} is in use by another training run "
+                                               rf"\(pid {first.pid} on .*--output-dir"):
+            run(tokens, tmp_path, max_steps=1)
+        assert in_flight.read_bytes() == b"x" and not (tmp_path / "final_model1.pt").exists()
+    finally:
+        first.send_signal(signal.SIGKILL)  # however the first run ends, the lock goes with it
+        first.wait()
+    run(tokens, tmp_path, max_steps=1)
+    assert (tmp_path / "final_model1.pt").exists() and not in_flight.exists()

@@ -201,8 +201,9 @@ def test_a_tied_model_keeps_its_embedding_when_the_file_also_stores_an_output_la
     assert torch.equal(theirs.get_input_embeddings().weight, model.embed_tokens.weight)
 
 
-def test_a_pipe_named_model_safetensors_is_refused_without_blocking(folder):
-    path = folder[0] / "model.safetensors"
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "tokenizer.json"])
+def test_a_pipe_in_the_folder_is_refused_without_blocking(folder, name):
+    path = folder[0] / name
     path.unlink()
     os.mkfifo(path)
     outcome = []

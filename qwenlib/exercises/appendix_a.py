@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_ce_logit_gradient', 'check_chunked_loss']
 
+# %% notebooks/A1_where_the_time_goes.ipynb, cell 26
 from typing import Callable
 
 import torch

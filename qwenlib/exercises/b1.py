@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_gguf_data_bytes', 'check_gguf_header']
 
+# %% notebooks/B1_gguf.ipynb, cell 26
 import tempfile
 from pathlib import Path
 from typing import Callable

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_fold_gain', 'check_layer_norm_via_rms']
 
+# %% notebooks/02_rmsnorm.ipynb, cell 20
 from typing import Callable
 
 import torch

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_interleaved_to_rotate_half', 'check_rope_angle']
 
+# %% notebooks/03_rope.ipynb, cell 18
 import math
 from typing import Callable
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_top_k_keep', 'check_greedy_decode']
 
+# %% notebooks/08_generation.ipynb, cell 26
 from typing import Callable
 
 import torch

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_early_stop', 'check_bits_per_character']
 
+# %% notebooks/09_train_the_model.ipynb, cell 35
 import math
 from typing import Callable
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_best_is_inside', 'check_crossing_update']
 
+# %% notebooks/09b_muon_vs_adamw.ipynb, cell 14
 import math
 from typing import Callable
 
