@@ -73,3 +73,59 @@ def test_checked_outputs_ignore_rounding_noise_but_not_real_differences():
     assert sanitize("= 0.8% of that") == sanitize("= 2.9% of that")
     assert sanitize("= 3.5% of that") == "= 3.5% of that"
     assert sanitize("moved 1.106, ours") == sanitize("moved 1.107, ours") != sanitize("moved 1.116, ours")
+
+
+# --- cell length: the main chapters teach in small steps (issue 33) --------------------------
+
+MAIN_CHAPTERS = [p for p in NOTEBOOKS if p.stem[:2].isdigit()]
+HIDDEN = {"hide-input", "remove-input", "remove-cell", "hide-cell"}
+# Cells still over 60 lines, with their length when this list was written. It may only
+# shrink: a cell split or moved into the engineering part comes off it, and no cell may
+# grow past its number or join it.
+LONG_CELLS_LEFT = {
+    ("01_tokens_and_data", "cell-003"): 107, ("01_tokens_and_data", "cell-005"): 90,
+    ("01_tokens_and_data", "cell-011"): 78, ("01_tokens_and_data", "cell-019"): 70,
+    ("01_tokens_and_data", "cell-032"): 123, ("01_tokens_and_data", "cell-034"): 73,
+    ("04_attention", "cell-011"): 101,
+    ("05_swiglu_and_model", "cell-007"): 120, ("05_swiglu_and_model", "cell-016"): 450,
+    ("06_muon", "cell-013"): 66,
+    ("07_training_loop", "cell-009"): 63, ("07_training_loop", "cell-015"): 280,
+    ("07_training_loop", "cell-018"): 164, ("07_training_loop", "b3881a78"): 61,
+    ("07_training_loop", "034b8c50"): 359,
+    ("08_generation", "234f8178"): 73, ("08_generation", "4234c897"): 80,
+    ("08_generation", "4988175b"): 77, ("08_generation", "cf4a7fde"): 119,
+    ("10_scaling_out", "added8da"): 71,
+}
+
+
+def visible_code_cells(path):
+    """(cell id, lines, exported) of each code cell the rendered book shows, diagrams aside
+    (a cell defining `_draw()` draws a picture; its lines are not the chapter's idea)."""
+    for src, cell in code_cells(path):
+        if HIDDEN & set(cell.get("metadata", {}).get("tags", [])) or "def _draw(" in src:
+            continue
+        yield cell.get("id"), len(src.splitlines()), src.lstrip().startswith("#| export")
+
+
+def test_main_chapters_keep_code_cells_under_60_lines(capsys):
+    too_long, report = [], []
+    for path in NOTEBOOKS:
+        cells = list(visible_code_cells(path))
+        lines = sum(n for _, n, _ in cells)
+        exported = sum(n for _, n, e in cells if e)
+        longest = max(n for _, n, _ in cells)
+        over = [(path.stem, cell_id, n) for cell_id, n, _ in cells if n > 60]
+        report.append(f"{path.stem:24} longest {longest:4}  over 60: {len(over):2}  "
+                      f"exported {exported / lines:4.0%} of {lines:5,} lines")
+        if path in MAIN_CHAPTERS:
+            too_long += [(s, c, n) for s, c, n in over if n > LONG_CELLS_LEFT.get((s, c), 60)]
+    with capsys.disabled():
+        print("\n" + "\n".join(report))
+    assert not too_long, ("code cells over 60 lines in a main chapter (split them, or move the "
+                          f"engineering into the Engineering part): {too_long}")
+
+
+def test_the_list_of_long_cells_left_only_names_cells_still_long():
+    present = {(p.stem, c): n for p in MAIN_CHAPTERS for c, n, _ in visible_code_cells(p)}
+    stale = [key for key in LONG_CELLS_LEFT if present.get(key, 0) <= 60]
+    assert not stale, f"these cells are short now (or gone): take them off LONG_CELLS_LEFT: {stale}"
