@@ -77,6 +77,57 @@ def test_each_exported_cell_is_marked_with_its_notebook_and_cell_number(project)
     assert namespace["__doc__"] == "A demo module."
 
 
+def test_methods_added_to_a_class_cell_by_cell_are_exported_inside_the_class(project):
+    write_notebook(
+        project / "notebooks" / "03_grow.ipynb",
+        "#| default_exp grow\nfrom qwenlib.notebook import add_to_class",
+        '#| export\n"""A class built across cells."""\n\n\nclass Counter:\n    """Counts."""\n\n'
+        '    def __init__(self):\n        self.n = 0\n\n\nLIMIT = 3',
+        '#| export\n@add_to_class(Counter)\ndef up(self, by: int = 1) -> int:\n    """Add `by`.\n\n'
+        '    Returns the new count."""\n    self.n += by\n    return self.n\n\n\n'
+        '@add_to_class(Counter)\n@staticmethod\ndef banner() -> str:\n    return """two\nlines"""',
+        "# NBVAL_CHECK_OUTPUT\nc = Counter(); print(c.up(), c.up(2), Counter.banner())",
+    )
+    export.export(project)
+    code = (project / "qwenlib" / "grow.py").read_text()
+    assert "add_to_class" not in code and "__all__ = ['Counter']" in code
+    lines = code.splitlines()
+    assert "    # %% notebooks/03_grow.ipynb, cell 3" in lines
+    assert "    def up(self, by: int = 1) -> int:" in lines and "    @staticmethod" in lines
+    assert code.index("def up") < code.index("LIMIT = 3")  # inside the class, before the rest
+    namespace: dict = {}
+    exec(compile(code, "grow.py", "exec"), namespace)
+    counter = namespace["Counter"]()
+    assert (counter.up(), counter.up(2)) == (1, 3)
+    assert namespace["Counter"].banner() == "two\nlines"  # a string's own lines keep their text
+    # and the notebook's way gives the same class
+    from qwenlib.notebook import add_to_class
+
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+    @add_to_class(Counter)
+    def up(self, by: int = 1) -> int:
+        self.n += by
+        return self.n
+
+    assert Counter().up(5) == 5
+
+
+@pytest.mark.parametrize("cells, words", [
+    (["class A:\n    pass", "@add_to_class(A)\ndef f(self):\n    pass\n\nx = 1"],
+     "cell 3: a cell of @add_to_class methods holds only methods of one class"),
+    (["@add_to_class(B)\ndef f(self):\n    pass"],
+     r"cell 2: @add_to_class\(B\), but no earlier exported cell of grow defines class B"),
+])
+def test_bad_add_to_class_cells_are_errors_naming_the_cell(project, cells, words):
+    write_notebook(project / "notebooks" / "03_grow.ipynb", "#| default_exp grow",
+                   *("#| export\n" + cell for cell in cells))
+    with pytest.raises(export.ExportError, match=words):
+        export.export(project)
+
+
 def test_export_is_deterministic_and_leaves_notebooks_alone(project):
     notebook = project / "notebooks" / "01_demo.ipynb"
     before = notebook.read_bytes()

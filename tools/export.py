@@ -16,7 +16,18 @@ edit", keeps the module docstring of its first exported cell, and gets an
 ``__all__`` of its public functions and classes (plus any names a cell lists in
 ``_all_ = [...]``). Each cell's code is preceded by a marker naming its notebook and
 cell (``# %% notebooks/07_training_loop.ipynb, cell 12``, counting every cell from 1),
-so a line of a traceback leads back to the cell to edit. The output depends only on the notebooks, so running the
+so a line of a traceback leads back to the cell to edit.
+
+A class too big for one cell grows a method (or a few) per cell, as in d2l::
+
+    #| export
+    @add_to_class(PretrainingTrainer)
+    def _update(self, run): ...
+
+In the notebook ``add_to_class`` (``qwenlib.notebook``) attaches the function to the
+class; in the generated module the exporter moves it into the class's body, without the
+decorator, so the package reads as if the class had been written in one piece. Such a
+cell holds only methods of one class, defined in an earlier cell of the same module. The output depends only on the notebooks, so running the
 exporter twice gives byte-identical files.
 
 Usage::
@@ -117,6 +128,91 @@ def read_notebook(path: Path, root: Path) -> list[Module]:
     return list(modules.values())
 
 
+def _added_to(node: ast.stmt) -> str | None:
+    """X, if `node` is a function decorated first with ``@add_to_class(X)``."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
+        first = node.decorator_list[0]
+        if (isinstance(first, ast.Call) and isinstance(first.func, ast.Name)
+                and first.func.id == "add_to_class" and len(first.args) == 1
+                and isinstance(first.args[0], ast.Name)):
+            return first.args[0].id
+    return None
+
+
+def _docstring_node(node: ast.AST) -> ast.AST | None:
+    body = getattr(node, "body", None)
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        return body[0].value
+    return None
+
+
+def _as_methods(body: str, tree: ast.Module) -> str:
+    """The functions of an ``@add_to_class`` cell as methods: the decorator dropped, every
+    line indented by four spaces but those inside a multi-line string (other than a
+    docstring), whose text must not change."""
+    lines = body.splitlines()
+    drop = {n for node in tree.body for n in range(node.decorator_list[0].lineno,
+                                                     node.decorator_list[0].end_lineno + 1)}
+    docstrings = {id(d) for node in ast.walk(tree) if (d := _docstring_node(node)) is not None}
+    keep_as_is = {n for node in ast.walk(tree)
+                  if isinstance(node, (ast.Constant, ast.JoinedStr)) and id(node) not in docstrings
+                  and node.end_lineno > node.lineno
+                  for n in range(node.lineno + 1, node.end_lineno + 1)}
+    out: list[str] = []
+    for n, line in enumerate(lines, start=1):
+        if n in drop or (not line.strip() and n not in keep_as_is and out and not out[-1]):
+            continue  # one blank line between methods, as inside any class
+        out.append(line if (n in keep_as_is or not line.strip()) else "    " + line)
+    return "\n".join(out)
+
+
+def _without_docstrings(node: ast.AST) -> str:
+    node = ast.parse(ast.unparse(node)).body[0]
+    for inner in ast.walk(node):
+        if _docstring_node(inner) is not None:
+            inner.body = inner.body[1:] or [ast.Pass()]
+    return ast.dump(node)
+
+
+def merge_methods(module: Module) -> list[tuple[int, str]]:
+    """The module's cells with each ``@add_to_class`` cell moved into its class's body."""
+    cells = [[number, body] for number, body in module.cells]
+    for i, (number, body) in enumerate(cells):
+        tree = ast.parse(body)
+        owners = {_added_to(node) for node in tree.body}
+        if owners <= {None}:
+            continue
+        where = f"{module.notebook}, cell {number}"
+        if None in owners or len(owners) > 1:
+            raise ExportError(f"{where}: a cell of @add_to_class methods holds only methods of "
+                              "one class (move the rest into a cell of its own)")
+        name = owners.pop()
+        for j in range(i - 1, -1, -1):
+            if cells[j] is None:
+                continue
+            found = [n for n in ast.parse(cells[j][1]).body
+                     if isinstance(n, ast.ClassDef) and n.name == name]
+            if found:
+                break
+        else:
+            raise ExportError(f"{where}: @add_to_class({name}), but no earlier exported cell of "
+                              f"{module.name} defines class {name}")
+        methods = f"    {CELL_MARK}{module.notebook}, cell {number}\n" + _as_methods(body, tree)
+        lines = cells[j][1].splitlines()
+        lines[found[0].end_lineno:found[0].end_lineno] = ["", methods]
+        cells[j][1] = "\n".join(lines)
+        merged = {n.name: n for n in ast.parse(cells[j][1]).body
+                  if isinstance(n, ast.ClassDef) and n.name == name}[name]
+        inside = {n.name: n for n in merged.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        for node in tree.body:
+            node.decorator_list = node.decorator_list[1:]
+            if _without_docstrings(node) != _without_docstrings(inside[node.name]):
+                raise ExportError(f"{where}: {node.name} would change moving into class {name}")
+        cells[i] = None
+    return [(number, body) for number, body in filter(None, cells)]
+
+
 def _public_names(code: str) -> list[str]:
     """Top-level public functions and classes, plus names listed in ``_all_``."""
     names: list[str] = []
@@ -134,7 +230,7 @@ def _public_names(code: str) -> list[str]:
 def render(module: Module) -> str:
     """The text of one generated module."""
     code = "\n\n\n".join(f"{CELL_MARK}{module.notebook}, cell {number}\n{body}"
-                         for number, body in module.cells)
+                         for number, body in merge_methods(module))
     names = [n for n in dict.fromkeys(_public_names(code))]
     code = re.sub(r"(?m)^_all_\s*=.*\n?", "", code)
     tree = ast.parse(code)
