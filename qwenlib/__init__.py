@@ -5,6 +5,7 @@ from the generated modules, whose source is the notebooks in ``notebooks/``.
 """
 
 from qwenlib.attention import Qwen3Attention
+from qwenlib.checkpoint import CheckpointError, load_checkpoint, load_model
 from qwenlib.config import ConfigError, PretrainingConfig
 from qwenlib.distributed import DistributedTrainer, init_distributed
 from qwenlib.data import (TextTokenDataset, load_and_cache_data, make_dataloaders,
@@ -19,7 +20,7 @@ from qwenlib.muon import (Muon, setup_adamw_optimizer, setup_muon_optimizer, set
 from qwenlib.norm import RMSNorm
 from qwenlib.rope import Rotary
 from qwenlib.runtime import get_device, has_native_bf16, seed_everything, training_dtype
-from qwenlib.training import CheckpointError, PretrainingTrainer, load_checkpoint, load_model
+from qwenlib.training import PretrainingTrainer
 from qwenlib.widgets import GenerationWidget
 
 __version__ = "0.1.0"

@@ -119,7 +119,7 @@ def _check_vocabulary(model, tokenizer, folder: str) -> None:
 
 def _load(checkpoint: str, device: str | None):
     """(the model of a checkpoint, the fingerprint of its data's tokenizer or None)."""
-    from qwenlib.training import load_checkpoint, load_model
+    from qwenlib.checkpoint import load_checkpoint, load_model
 
     state = load_checkpoint(checkpoint)
     return load_model(checkpoint, device, state), state.get("tokenizer_sha256")
@@ -195,7 +195,8 @@ def _train(config: PretrainingConfig, resume: str | None, allow_data_change: boo
            rank: int, world_size: int, device, held: contextlib.ExitStack) -> int:
     from qwenlib.data import load_and_cache_data, make_dataloaders, save_tokenizer
     from qwenlib.distributed import DistributedTrainer
-    from qwenlib.training import PretrainingTrainer, output_folder_lock
+    from qwenlib.checkpoint import output_folder_lock
+    from qwenlib.training import PretrainingTrainer
 
     if rank == 0:  # builds the cache; the other processes then read it
         _, tokenizer, tokens = load_and_cache_data(config)

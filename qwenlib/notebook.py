@@ -21,6 +21,7 @@ def add_to_class(cls: type) -> Callable:
     generated module and drops the decorator: the package has the class in one piece.
     """
     def attach(function: Callable) -> Callable:
-        setattr(cls, function.__name__, function)
+        inner = getattr(function, "fget", None) or getattr(function, "__func__", function)
+        setattr(cls, inner.__name__, function)  # a property or a static method by its name
         return function
     return attach

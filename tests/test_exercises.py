@@ -4,7 +4,7 @@ import pytest
 
 from conftest import ROOT
 from qwenlib import exercises
-from solutions import appendix_a, b1, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch09b, ch10
+from solutions import appendix_a, b1, b2, b3, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch09b, ch10
 
 EXERCISES = [
     (ch01, "check_num_windows", "num_windows"), (ch01, "check_make_pair", "make_pair"),
@@ -23,6 +23,8 @@ EXERCISES = [
     (appendix_a, "check_ce_logit_gradient", "ce_grad"),
     (appendix_a, "check_chunked_loss", "chunked_loss"),
     (b1, "check_gguf_data_bytes", "gguf_data_bytes"), (b1, "check_gguf_header", "read_header"),
+    (b2, "check_checksum", "checksum_of"), (b2, "check_resume_index", "resume_index"),
+    (b3, "check_hf_name", "hf_name"), (b3, "check_safetensors_header", "read_header"),
 ]
 IDS = [check for _, check, _ in EXERCISES]
 

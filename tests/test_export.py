@@ -112,7 +112,13 @@ def test_methods_added_to_a_class_cell_by_cell_are_exported_inside_the_class(pro
         self.n += by
         return self.n
 
-    assert Counter().up(5) == 5
+    @add_to_class(Counter)
+    @property
+    def doubled(self) -> int:
+        return 2 * self.n
+
+    counter = Counter()
+    assert counter.up(5) == 5 and counter.doubled == 10
 
 
 @pytest.mark.parametrize("cells, words", [

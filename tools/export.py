@@ -140,7 +140,9 @@ def _added_to(node: ast.stmt) -> str | None:
 
 
 def _docstring_node(node: ast.AST) -> ast.AST | None:
-    body = getattr(node, "body", None)
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
+        return None
+    body = node.body
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
             and isinstance(body[0].value.value, str):
         return body[0].value
@@ -232,7 +234,12 @@ def render(module: Module) -> str:
     code = "\n\n\n".join(f"{CELL_MARK}{module.notebook}, cell {number}\n{body}"
                          for number, body in merge_methods(module))
     names = [n for n in dict.fromkeys(_public_names(code))]
-    code = re.sub(r"(?m)^_all_\s*=.*\n?", "", code)
+    lines = code.splitlines()
+    for node in reversed(ast.parse(code).body):  # `_all_ = [...]` goes, however many lines
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_all_"
+                                                for t in node.targets):
+            del lines[node.lineno - 1:node.end_lineno]
+    code = "\n".join(lines)
     tree = ast.parse(code)
     # __all__ goes after the module docstring and any __future__ imports
     split_line = 0

@@ -17,12 +17,15 @@ from qwenlib.exercises.ch09b import check_best_is_inside, check_crossing_update
 from qwenlib.exercises.ch10 import check_per_process_batch, check_unshard
 from qwenlib.exercises.appendix_a import check_ce_logit_gradient, check_chunked_loss
 from qwenlib.exercises.b1 import check_gguf_data_bytes, check_gguf_header
+from qwenlib.exercises.b2 import check_checksum, check_resume_index
+from qwenlib.exercises.b3 import check_hf_name, check_safetensors_header
 
 __all__ = [
     "check_accumulation",
     "check_best_is_inside",
     "check_bits_per_character",
     "check_ce_logit_gradient",
+    "check_checksum",
     "check_chunked_loss",
     "check_count_parameters",
     "check_crossing_update",
@@ -31,6 +34,7 @@ __all__ = [
     "check_gguf_data_bytes",
     "check_gguf_header",
     "check_greedy_decode",
+    "check_hf_name",
     "check_honest_split",
     "check_interleaved_to_rotate_half",
     "check_kv_cache_bytes",
@@ -39,7 +43,9 @@ __all__ = [
     "check_muon_split",
     "check_num_windows",
     "check_per_process_batch",
+    "check_resume_index",
     "check_rope_angle",
+    "check_safetensors_header",
     "check_singular_values_after_ns",
     "check_swiglu",
     "check_tokens_that_fit",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_warmup_linear', 'check_accumulation']
 
-# %% notebooks/07_training_loop.ipynb, cell 34
+# %% notebooks/07_training_loop.ipynb, cell 62
 import math
 from typing import Callable
 
