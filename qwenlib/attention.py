@@ -15,6 +15,8 @@ from qwenlib.config import PretrainingConfig
 from qwenlib.norm import RMSNorm
 from qwenlib.rope import Rotary
 
+
+# %% notebooks/04_attention.ipynb, cell 16
 class KVCache:
     """One attention layer's keys and values, kept while generating.
 
@@ -41,6 +43,7 @@ class KVCache:
         self.length = end
         return self.keys[:, :, :end], self.values[:, :, :end]
 
+    # %% notebooks/04_attention.ipynb, cell 19
     def _grow(self, like: torch.Tensor, capacity: int) -> None:
         B, H, _, D = like.shape
         keys, values = like.new_empty(B, H, capacity, D), like.new_empty(B, H, capacity, D)
@@ -57,6 +60,7 @@ class KVCache:
         return twin
 
 
+# %% notebooks/04_attention.ipynb, cell 21
 class Qwen3Attention(nn.Module):
     """Qwen3's attention layer; parameter names follow transformers' Qwen3Attention.
 
@@ -80,6 +84,7 @@ class Qwen3Attention(nn.Module):
             rotary = Rotary(self.head_dim, config.max_seq_len, config.rope_theta)
         self.rotary = rotary
 
+    # %% notebooks/04_attention.ipynb, cell 23
     def forward(self, x: torch.Tensor, past_kv: KVCache | None = None, use_cache: bool = False):
         """x: (B, T, d_model). Returns the output (B, T, d_model), or with
         `use_cache=True` the pair (output, cache): `past_kv` extended by these T

@@ -31,6 +31,7 @@ ARCHITECTURE_FIELDS = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_hea
                        "d_ff", "max_seq_len", "rope_theta", "rms_norm_eps", "tie_word_embeddings")
 
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 6
 @dataclass
 class PretrainingConfig:
     """Everything that defines one run, with the original package's defaults.
@@ -86,6 +87,7 @@ class PretrainingConfig:
         if self.head_dim is None:  # as transformers' Qwen3Config does: fixed when made
             self.head_dim = self.d_model // self.n_heads
 
+    # %% notebooks/01_tokens_and_data.ipynb, cell 9
     def validate(self) -> None:
         """Raise `ConfigError` naming the first field that breaks a rule."""
         check_config(self)
@@ -111,7 +113,7 @@ class PretrainingConfig:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 6
+# %% notebooks/01_tokens_and_data.ipynb, cell 11
 def _type_problem(value: Any, hint: Any) -> str | None:
     """What is wrong with `value` for a field of type `hint` (int, float, bool, str, or one
     of those or None), or None. bool is not an int here, and a float must be finite."""
@@ -134,70 +136,93 @@ def _type_problem(value: Any, hint: Any) -> str | None:
     return problem + (", or None" if optional else "")
 
 
-def check_config(config: PretrainingConfig) -> None:
-    """The rules a config must follow; raises `ConfigError` naming the field and the fix."""
-    def bad(name: str, rule: str) -> ConfigError:
-        return ConfigError(f"PretrainingConfig.{name}={getattr(config, name)!r}: {rule}", name)
+def _bad(config: PretrainingConfig, name: str, rule: str) -> ConfigError:
+    return ConfigError(f"PretrainingConfig.{name}={getattr(config, name)!r}: {rule}", name)
 
+
+# %% notebooks/01_tokens_and_data.ipynb, cell 13
+def _check_types_and_signs(config: PretrainingConfig) -> None:
+    """Every field against its type hint; then the numbers that must be positive."""
     for name, hint in typing.get_type_hints(type(config)).items():
         problem = _type_problem(getattr(config, name), hint)
         if problem:
-            raise bad(name, problem)
+            raise _bad(config, name, problem)
     if not 0 <= config.seed < 2**32:
-        raise bad("seed", "must lie in 0 .. 2**32 - 1 (NumPy's generator takes no more)")
+        raise _bad(config, "seed", "must lie in 0 .. 2**32 - 1 (NumPy's generator takes no more)")
     for name in ("d_model", "n_heads", "n_layers", "d_ff", "n_kv_heads", "vocab_size",
                  "max_seq_len", "num_documents", "max_tokens", "builtin_vocab_size",
                  "batch_size", "max_steps", "gradient_accumulation_steps",
                  "eval_every", "eval_steps"):
         if getattr(config, name) <= 0:
-            raise bad(name, "must be positive")
+            raise _bad(config, name, "must be positive")
     for name in ("rope_theta", "rms_norm_eps", "muon_lr", "adamw_lr", "grad_clip"):
         if not getattr(config, name) > 0:
-            raise bad(name, "must be positive")
+            raise _bad(config, name, "must be positive")
+
+
+def _check_shape(config: PretrainingConfig) -> None:
+    """Heads that split the width evenly, into channel pairs for RoPE, in whole groups."""
+    heads = config.n_heads
     if config.head_dim is None:  # derived from d_model / n_heads
-        if config.d_model % config.n_heads:
-            nearest = max(config.n_heads, config.d_model // config.n_heads * config.n_heads)
-            raise bad("d_model", f"must be divisible by n_heads={config.n_heads} (each head "
-                      f"gets d_model / n_heads channels); try d_model={nearest}, or set head_dim")
-        if config.d_model // config.n_heads % 2:
-            raise bad("d_model", f"gives an odd head_dim={config.d_model // config.n_heads}; "
-                      "RoPE rotates pairs of channels, so d_model / n_heads must be even")
+        if config.d_model % heads:
+            nearest = max(heads, config.d_model // heads * heads)
+            raise _bad(config, "d_model", f"must be divisible by n_heads={heads} (each head gets "
+                       f"d_model / n_heads channels); try d_model={nearest}, or set head_dim")
+        if config.d_model // heads % 2:
+            raise _bad(config, "d_model", f"gives an odd head_dim={config.d_model // heads}; "
+                       "RoPE rotates pairs of channels, so d_model / n_heads must be even")
     elif isinstance(config.head_dim, bool) or not isinstance(config.head_dim, int) \
             or config.head_dim <= 0 or config.head_dim % 2:
-        raise bad("head_dim", "must be a positive even integer (RoPE rotates pairs of "
-                  "channels), or None for d_model / n_heads")
-    if config.n_heads % config.n_kv_heads:
-        raise bad("n_heads", f"must be a multiple of n_kv_heads={config.n_kv_heads} "
-                  "(each key/value head serves an equal group of query heads)")
-    if not 0 <= config.dropout < 1:
-        raise bad("dropout", "must satisfy 0 <= dropout < 1")
-    if not 0 < config.val_fraction < 1:
-        raise bad("val_fraction", "must satisfy 0 < val_fraction < 1")
-    if not 0 <= config.warmup_ratio < 1:
-        raise bad("warmup_ratio", "must satisfy 0 <= warmup_ratio < 1")
-    if not 0 <= config.min_lr_ratio <= 1:
-        raise bad("min_lr_ratio", "must satisfy 0 <= min_lr_ratio <= 1")
-    if config.weight_decay < 0:
-        raise bad("weight_decay", "must be >= 0")
+        raise _bad(config, "head_dim", "must be a positive even integer (RoPE rotates pairs "
+                   "of channels), or None for d_model / n_heads")
+    if heads % config.n_kv_heads:
+        raise _bad(config, "n_heads", f"must be a multiple of n_kv_heads={config.n_kv_heads} "
+                   "(each key/value head serves an equal group of query heads)")
+
+
+# %% notebooks/01_tokens_and_data.ipynb, cell 15
+def _check_ranges_and_choices(config: PretrainingConfig) -> None:
+    """Shares that must lie between 0 and 1, and the settings that name one of a few options."""
+    for name, ok, rule in (
+            ("dropout", 0 <= config.dropout < 1, "must satisfy 0 <= dropout < 1"),
+            ("val_fraction", 0 < config.val_fraction < 1, "must satisfy 0 < val_fraction < 1"),
+            ("warmup_ratio", 0 <= config.warmup_ratio < 1, "must satisfy 0 <= warmup_ratio < 1"),
+            ("min_lr_ratio", 0 <= config.min_lr_ratio <= 1, "must satisfy 0 <= min_lr_ratio <= 1"),
+            ("weight_decay", config.weight_decay >= 0, "must be >= 0")):
+        if not ok:
+            raise _bad(config, name, rule)
     if config.optimizer not in ("muon", "adamw"):
-        raise bad("optimizer", 'must be "muon" (Muon for the block matrices, AdamW for the '
-                  'rest) or "adamw" (AdamW for every parameter)')
+        raise _bad(config, "optimizer", 'must be "muon" (Muon for the block matrices, AdamW '
+                   'for the rest) or "adamw" (AdamW for every parameter)')
     if config.amp_dtype not in ("auto", "bf16", "fp16", "fp32"):
-        raise bad("amp_dtype", 'must be "auto" (bf16 on GPUs that have it natively, fp16 with '
-                  'loss scaling on older ones, fp32 on the CPU), "bf16", "fp16" or "fp32"')
+        raise _bad(config, "amp_dtype", 'must be "auto" (bf16 on GPUs that have it natively, '
+                   'fp16 with loss scaling on older ones, fp32 on the CPU), "bf16", "fp16" '
+                   'or "fp32"')
     if not config.use_amp and config.amp_dtype not in ("auto", "fp32"):
-        raise bad("amp_dtype", "asks for mixed precision but use_amp=False turns it off; "
-                  "set use_amp=True or amp_dtype=\"auto\"")
+        raise _bad(config, "amp_dtype", "asks for mixed precision but use_amp=False turns it "
+                   "off; set use_amp=True or amp_dtype=\"auto\"")
+
+
+# %% notebooks/01_tokens_and_data.ipynb, cell 17
+def _check_data(config: PretrainingConfig) -> None:
+    """Where the data comes from, and that it makes at least one window."""
     if config.data_source not in ("auto", "hub", "builtin"):
-        raise bad("data_source", 'must be "auto", "hub" or "builtin"')
+        raise _bad(config, "data_source", 'must be "auto", "hub" or "builtin"')
     if config.data_source == "builtin":  # a Hub setting the built-in corpus would ignore
         for name in ("dataset_name", "dataset_config", "tokenizer_name"):
             if getattr(config, name) != getattr(PretrainingConfig, name):
-                raise bad(name, "is read only from the Hub (or a local folder), and "
-                                "data_source='builtin' (the default) ignores it; "
-                                "set data_source='hub' to use it")
+                raise _bad(config, name, "is read only from the Hub (or a local folder), and "
+                           "data_source='builtin' (the default) ignores it; set "
+                           "data_source='hub' to use it")
     if config.max_tokens < config.max_seq_len + 1:
-        raise bad("max_tokens", f"is smaller than one training window (max_seq_len + 1 = "
-                  f"{config.max_seq_len + 1} tokens); raise max_tokens or lower max_seq_len")
+        raise _bad(config, "max_tokens", f"is smaller than one training window (max_seq_len "
+                   f"+ 1 = {config.max_seq_len + 1} tokens); raise max_tokens or lower max_seq_len")
     if config.builtin_vocab_size < 257:
-        raise bad("builtin_vocab_size", "must be at least 257 (256 bytes + end-of-text)")
+        raise _bad(config, "builtin_vocab_size", "must be at least 257 (256 bytes + end-of-text)")
+
+
+def check_config(config: PretrainingConfig) -> None:
+    """The rules a config must follow, in this order; raises `ConfigError` naming the first
+    field that breaks one, and the fix."""
+    for rules in (_check_types_and_signs, _check_shape, _check_ranges_and_choices, _check_data):
+        rules(config)

@@ -23,7 +23,7 @@ __all__ = [
     'make_dataloaders',
 ]
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 20
+# %% notebooks/01_tokens_and_data.ipynb, cell 35
 import ast
 import contextlib
 import functools
@@ -46,11 +46,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from qwenlib.config import PretrainingConfig
 
+
 EOS_TOKEN = "<|endoftext|>"
+
+
 _STDLIB_SKIP = {"test", "tests", "idlelib", "site-packages", "dist-packages", "lib2to3",
                 "__pycache__", "tkinter", "turtledemo", "ensurepip", "pydoc_data"}
 
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 37
 @functools.lru_cache(maxsize=1)
 def builtin_documents() -> tuple[tuple[str, str], ...]:
     """The built-in corpus: Python's own documentation, as (title, text) pairs.
@@ -91,7 +95,7 @@ def builtin_documents() -> tuple[tuple[str, str], ...]:
     return tuple(sorted(docs, key=lambda d: hashlib.sha256(d[0].encode()).hexdigest()))
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 24
+# %% notebooks/01_tokens_and_data.ipynb, cell 41
 def train_bpe_tokenizer(texts: Sequence[str], vocab_size: int):
     """Train a byte-level BPE on `texts` and wrap it as a transformers tokenizer.
 
@@ -113,7 +117,7 @@ def train_bpe_tokenizer(texts: Sequence[str], vocab_size: int):
                                    bos_token=EOS_TOKEN, pad_token=EOS_TOKEN)
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 26
+# %% notebooks/01_tokens_and_data.ipynb, cell 43
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
@@ -175,7 +179,7 @@ def load_hub_tokenizer(config: PretrainingConfig):
     return AutoTokenizer.from_pretrained(config.tokenizer_name)
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 29
+# %% notebooks/01_tokens_and_data.ipynb, cell 46
 def tokenize_documents(texts: Sequence[str], tokenizer, max_tokens: int) -> np.ndarray:
     """Encode each document, end it with the EOS id, concatenate, keep `max_tokens` ids."""
     eos = tokenizer.eos_token_id
@@ -194,7 +198,7 @@ def tokenize_documents(texts: Sequence[str], tokenizer, max_tokens: int) -> np.n
     return np.asarray(ids[:max_tokens], dtype=np.int64)
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 31
+# %% notebooks/01_tokens_and_data.ipynb, cell 48
 CACHE_FORMAT = 1
 
 
@@ -219,7 +223,7 @@ def cache_path(config: PretrainingConfig, source: str) -> Path:
     return Path(config.cache_dir).expanduser() / name
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 33
+# %% notebooks/01_tokens_and_data.ipynb, cell 50
 def _tokens_problem(tokens: np.ndarray, meta: dict[str, Any], texts, tokenizer) -> str | None:
     """Why cached ids cannot be the tokenized texts, or None: the wrong type or shape, ids
     outside the tokenizer, another checksum or count than meta.json's, or a start that is
@@ -271,6 +275,7 @@ def _read_cache(path: Path, key: dict[str, Any]):
     return texts, tokenizer, tokens.astype(np.int64, copy=False)
 
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 52
 def save_tokenizer(tokenizer, folder: str | Path) -> None:
     """`tokenizer.save_pretrained(folder)`, readable by every transformers from 4.51 on.
 
@@ -313,6 +318,7 @@ def refuse_special_files(folder: str | Path, what: str) -> None:
                              f"should hold {what}")
 
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 54
 def _write_cache(path: Path, key: dict[str, Any], texts, tokenizer, tokens) -> bool:
     """Write the cache folder atomically: a temporary folder, renamed when complete.
     Returns False if another process wrote the same cache first (its copy is kept)."""
@@ -344,7 +350,7 @@ def _write_cache(path: Path, key: dict[str, Any], texts, tokenizer, tokens) -> b
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 35
+# %% notebooks/01_tokens_and_data.ipynb, cell 56
 def _fetch(config: PretrainingConfig, source: str):
     """(texts, tokenizer) from the Hub (or local folders), or from the built-in corpus."""
     if source == "hub":
@@ -383,6 +389,7 @@ def _load_or_build(config: PretrainingConfig, source: str):
     return texts, tokenizer, tokens, path, False
 
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 58
 def load_and_cache_data(config: PretrainingConfig, verbose: bool = True):
     """Load the corpus and tokenizer, tokenize, cache: returns (texts, tokenizer, tokens).
 
@@ -419,7 +426,7 @@ def load_and_cache_data(config: PretrainingConfig, verbose: bool = True):
     return texts, tokenizer, tokens
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 48
+# %% notebooks/01_tokens_and_data.ipynb, cell 71
 class TextTokenDataset(Dataset):
     """Training windows over a token stream: item i is (x, y) with
     x = tokens[s : s + seq_len] and y = tokens[s + 1 : s + seq_len + 1], s = i * stride.
@@ -456,7 +463,7 @@ class TextTokenDataset(Dataset):
         return x, y
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 55
+# %% notebooks/01_tokens_and_data.ipynb, cell 78
 def split_tokens(tokens, val_fraction: float, seq_len: int):
     """Hold out the tail of the token stream: (train_tokens, val_tokens).
 

@@ -115,6 +115,7 @@ class _Loss(torch.nn.Module):
         return self.model.loss(input_ids, targets)
 
 
+# %% notebooks/10_scaling_out.ipynb, cell 15
 class DistributedTrainer(PretrainingTrainer):
     """PretrainingTrainer for one of several processes started by torchrun.
 
@@ -137,6 +138,7 @@ class DistributedTrainer(PretrainingTrainer):
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
 
+    # %% notebooks/10_scaling_out.ipynb, cell 18
     def _prepare(self, model, train_loader, val_loader):
         ids = [self.device.index] if self.device.type == "cuda" else None
         # broadcast_buffers=False: the model's buffers (RoPE tables) are constants
@@ -158,6 +160,7 @@ class DistributedTrainer(PretrainingTrainer):
         dist.all_reduce(total)
         return total / self.world_size
 
+    # %% notebooks/10_scaling_out.ipynb, cell 20
     def _evaluate(self, model, val_loader) -> dict[str, float]:
         c = self.config  # eval_steps batches in all, shared among the processes
         per_process = None if c.eval_steps is None else math.ceil(c.eval_steps / self.world_size)

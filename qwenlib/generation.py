@@ -53,6 +53,7 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float,
         raise ValueError(f"seed must be a whole number from 0 to 2**64 - 1, or None, got {seed!r}")
 
 
+# %% notebooks/08_generation.ipynb, cell 8
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                   top_p: float = 1.0) -> torch.Tensor:
     """Scale by 1/temperature, then set to -inf every logit outside the top-k and
@@ -86,7 +87,7 @@ def next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
-# %% notebooks/08_generation.ipynb, cell 11
+# %% notebooks/08_generation.ipynb, cell 13
 @contextmanager
 def _eval_mode(model: torch.nn.Module):
     was_training = model.training
@@ -118,6 +119,7 @@ def last_logits(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return logits.reshape(V, hidden.shape[0]).t()
 
 
+# %% notebooks/08_generation.ipynb, cell 15
 def generate_ids(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.8,
                  top_k: int | None = 50, top_p: float = 0.9, seed: int | None = None,
                  eos_token_id: int | None = None, use_cache: bool = True) -> Iterator[torch.Tensor]:
@@ -168,7 +170,7 @@ def generate_ids(model, input_ids: torch.Tensor, max_new_tokens: int, temperatur
                 return
 
 
-# %% notebooks/08_generation.ipynb, cell 17
+# %% notebooks/08_generation.ipynb, cell 21
 def _encode(tokenizer, prompt: str) -> list[int]:
     if isinstance(prompt, (bytes, bytearray)):
         raise ValueError(f"the prompt is bytes ({bytes(prompt)[:40]!r}), not text: decode it "
@@ -204,6 +206,7 @@ def _pieces(model, tokenizer, prompt: str, max_length: int, temperature: float,
             shown = text
 
 
+# %% notebooks/08_generation.ipynb, cell 23
 def stream_text(model, tokenizer, prompt: str, max_length: int = 100, temperature: float = 0.8,
                 top_k: int | None = 50, top_p: float = 0.9, seed: int | None = None,
                 stop_at_eos: bool = True) -> Iterator[str]:

@@ -67,6 +67,7 @@ def check_token_ids(ids: torch.Tensor, vocab_size: int) -> None:
                          "input made with another tokenizer?")
 
 
+# %% notebooks/05_swiglu_and_model.ipynb, cell 12
 class MinimalLLM(nn.Module):
     """A Qwen3 causal language model: token ids in, next-token logits out.
 
@@ -99,6 +100,7 @@ class MinimalLLM(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
+    # %% notebooks/05_swiglu_and_model.ipynb, cell 15
     def check_input(self, input_ids: torch.Tensor, past: int = 0, values: bool = True) -> None:
         """Raise a clear error for ids the model cannot take.
 
@@ -122,6 +124,7 @@ class MinimalLLM(nn.Module):
         if values and input_ids.device.type == "cpu":  # on a GPU, reading min/max would make it wait
             check_token_ids(input_ids, self.config.vocab_size)
 
+    # %% notebooks/05_swiglu_and_model.ipynb, cell 17
     def forward(self, input_ids: torch.Tensor, past_key_values: list[KVCache] | None = None,
                 use_cache: bool = False):
         """input_ids (B, T) -> logits (B, T, vocab_size).
@@ -155,6 +158,7 @@ class MinimalLLM(nn.Module):
                 x = layer(x, past_kv=past_kv)
         return self.norm(x), (presents if use_cache else None)
 
+    # %% notebooks/05_swiglu_and_model.ipynb, cell 19
     def loss(self, input_ids: torch.Tensor, targets: torch.Tensor,
              chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
         """Mean cross-entropy of the next-token `targets` (B, T) given `input_ids` (B, T).

@@ -94,6 +94,7 @@ class Muon(torch.optim.Optimizer):
                                      "norm gains and biases to AdamW instead "
                                      "(qwenlib.setup_muon_optimizer does this split).")
 
+    # %% notebooks/06_muon.ipynb, cell 17
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -119,7 +120,7 @@ class Muon(torch.optim.Optimizer):
         return loss
 
 
-# %% notebooks/06_muon.ipynb, cell 18
+# %% notebooks/06_muon.ipynb, cell 21
 def setup_muon_optimizer(model: torch.nn.Module, config) -> list[torch.optim.Optimizer]:
     """The course's optimizers: [Muon, AdamW], as in the original package.
 

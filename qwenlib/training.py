@@ -411,8 +411,8 @@ class PretrainingTrainer:
         if saved is not None:
             if not run.stream.load_state_dict(saved):
                 self._say("warning: the train loader has no random generator of its own, so after "
-                      "this resume its order differs from an uninterrupted run's; for an exact "
-                      "resume make the loaders with qwenlib.make_dataloaders")
+                          "this resume its order differs from an uninterrupted run's; for an exact "
+                          "resume make the loaders with qwenlib.make_dataloaders")
             self._say(f"resumed from {resume_from} at update {run.state.step} of {c.max_steps}")
         run.state.mark_boundary(run.stream)
         model.train()
@@ -425,7 +425,7 @@ class PretrainingTrainer:
         differ = shape_differences(model.config, self.config, "model", "config")
         if differ:
             raise ValueError("the model passed to train() has another shape than the "
-                         "trainer's config; " + "; ".join(differ))
+                             "trainer's config; " + "; ".join(differ))
         return model
 
     # %% notebooks/07_training_loop.ipynb, cell 41
@@ -443,9 +443,9 @@ class PretrainingTrainer:
         if saved["config"].optimizer != c.optimizer:
             raise CheckpointError(
                 f"{path} was trained with optimizer={saved['config'].optimizer!r}, this config "
-            f"has optimizer={c.optimizer!r}; their states don't carry over (set "
-            f"optimizer={saved['config'].optimizer!r}, from a shell --optimizer "
-            f"{saved['config'].optimizer}, to resume)")
+                f"has optimizer={c.optimizer!r}; their states don't carry over (set "
+                f"optimizer={saved['config'].optimizer!r}, from a shell --optimizer "
+                f"{saved['config'].optimizer}, to resume)")
         load_weights(run.model, path, saved["model"])
         for opt, opt_state in zip(run.optimizers, saved["optimizers"]):
             opt.load_state_dict(opt_state)
@@ -544,7 +544,7 @@ class PretrainingTrainer:
         if improved:
             self._save(run, "best_model1.pt")
         self._say(f"update {state.step}: val loss {result['val_loss']:.4f}, accuracy "
-              f"{result['val_accuracy']:.2%}, perplexity {result['val_perplexity']:.1f}")
+                  f"{result['val_accuracy']:.2%}, perplexity {result['val_perplexity']:.1f}")
 
     # %% notebooks/07_training_loop.ipynb, cell 49
     def _save(self, run: _Run, name: str) -> Path:
@@ -568,8 +568,8 @@ class PretrainingTrainer:
             path = self._save(run, "latest.pt")  # first the save, then any output
             _quietly(run.bar.close)
             self._say(f"\n{run.stop.signal_name}: stopped after update {state.step} and saved it "
-                  f"to {path}; continue with resume_from='{path}' (from a shell: python -m "
-                  f"qwenlib train --resume {path})")
+                      f"to {path}; continue with resume_from='{path}' (from a shell: python -m "
+                      f"qwenlib train --resume {path})")
             run.stop.interrupted = True
             metrics["signal"] = run.stop.signal_name
         _quietly(run.bar.close)
@@ -604,19 +604,19 @@ class PretrainingTrainer:
         if run.stop.in_step:  # the weights are half way through an update: saving them would lie
             _quietly(run.bar.close)
             self._say(f"\nstopped at once, half way through update {run.state.step + 1}: "
-                  f"nothing was saved now, the last checkpoint in {out} is kept")
+                      f"nothing was saved now, the last checkpoint in {out} is kept")
             return
         path = self._save(run, "latest.pt")  # first the save, then any output
         _quietly(run.bar.close)
         self._say(f"\ninterrupted: saved update {run.state.step} to {path}; continue with "
-              f"resume_from='{path}' (from a shell: python -m qwenlib train --resume {path})")
+                  f"resume_from='{path}' (from a shell: python -m qwenlib train --resume {path})")
 
     def _after_lost_contact(self, run: _Run, lost: str) -> RuntimeError:
         """Another process died: save this one's weights (at a boundary) and say so."""
         _quietly(run.bar.close)
         path = self._save(run, "latest.pt")
         saved = (f"Update {run.state.step} is saved in {path}; once the cause is fixed, resume "
-             f"from it (--resume {path})." if self.is_main else
+                 f"from it (--resume {path})." if self.is_main else
                  f"Process 0 writes the checkpoints (in {self.config.output_dir}), not this one.")
         return RuntimeError(f"{lost} {saved}")
 
@@ -629,11 +629,11 @@ class PretrainingTrainer:
         if saved:
             newest = max(saved, key=lambda p: p.stat().st_mtime)
             keep = f"The last checkpoint, {newest}, is kept: lower {lr} or grad_clip " \
-               f"(--grad-clip) and resume from it (--resume {newest})"
+                   f"(--grad-clip) and resume from it (--resume {newest})"
         else:
             keep = f"No checkpoint was saved yet: lower {lr} or grad_clip (--grad-clip) and start again"
         return FloatingPointError(f"non-finite {what} ({value}) at update {update}; training "
-                              f"stopped before the update. {keep}")
+                                  f"stopped before the update. {keep}")
 
     def _show_progress(self, run: _Run) -> None:
         """The progress bar, and after the third update the projected time of the rest."""
@@ -647,8 +647,8 @@ class PretrainingTrainer:
         if done == 3 and state.step < c.max_steps and not run.stop.agreed:
             per_update = elapsed / 3
             self._say(f"{per_update:.2f} s per update on {self.device}: the remaining "
-                  f"{c.max_steps - state.step} updates will take about "
-                  f"{per_update * (c.max_steps - state.step) / 60:.1f} min")
+                      f"{c.max_steps - state.step} updates will take about "
+                      f"{per_update * (c.max_steps - state.step) / 60:.1f} min")
 
     @property
     def _tokens_per_update(self) -> int:

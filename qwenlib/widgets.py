@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ['GenerationWidget']
 
-# %% notebooks/08_generation.ipynb, cell 22
+# %% notebooks/08_generation.ipynb, cell 28
 import html
 import threading
 import time
@@ -14,6 +14,7 @@ import time
 from qwenlib.generation import _pieces
 
 
+# %% notebooks/08_generation.ipynb, cell 30
 class GenerationWidget:
     """Prompt box, sampling controls, Generate and Stop, and the text streaming in.
 
@@ -65,6 +66,7 @@ class GenerationWidget:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    # %% notebooks/08_generation.ipynb, cell 33
     def _ipython_display_(self) -> None:
         # Displaying the box itself is how both ipywidgets 7 (Colab's) and 8 show a widget:
         # 7 has no `_repr_mimebundle_` to hand on, only its own `_ipython_display_`.
@@ -75,6 +77,7 @@ class GenerationWidget:
         self.output.value = ("<pre style='white-space: pre-wrap; margin: 0'><b>"
                              f"{html.escape(self.prompt.value)}</b>{html.escape(continuation)}</pre>")
 
+    # %% notebooks/08_generation.ipynb, cell 35
     def _run(self) -> None:
         pieces, count, start = [], 0, time.perf_counter()
         try:
@@ -99,6 +102,7 @@ class GenerationWidget:
         finally:
             self.generate_button.disabled, self.stop_button.disabled = False, True
 
+    # %% notebooks/08_generation.ipynb, cell 37
     def generate(self) -> threading.Thread:
         """Start generating in a background thread (the button does this)."""
         if self._thread is not None and self._thread.is_alive():

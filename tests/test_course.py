@@ -79,20 +79,6 @@ def test_checked_outputs_ignore_rounding_noise_but_not_real_differences():
 
 MAIN_CHAPTERS = [p for p in NOTEBOOKS if p.stem[:2].isdigit()]
 HIDDEN = {"hide-input", "remove-input", "remove-cell", "hide-cell"}
-# Cells still over 60 lines, with their length when this list was written. It may only
-# shrink: a cell split or moved into the engineering part comes off it, and no cell may
-# grow past its number or join it.
-LONG_CELLS_LEFT = {
-    ("01_tokens_and_data", "cell-003"): 107, ("01_tokens_and_data", "cell-005"): 90,
-    ("01_tokens_and_data", "cell-011"): 78, ("01_tokens_and_data", "cell-019"): 70,
-    ("01_tokens_and_data", "cell-032"): 123, ("01_tokens_and_data", "cell-034"): 73,
-    ("04_attention", "cell-011"): 101,
-    ("05_swiglu_and_model", "cell-007"): 120,
-    ("06_muon", "cell-013"): 66,
-    ("08_generation", "234f8178"): 73, ("08_generation", "4234c897"): 80,
-    ("08_generation", "4988175b"): 77, ("08_generation", "cf4a7fde"): 119,
-    ("10_scaling_out", "added8da"): 71,
-}
 
 
 def visible_code_cells(path):
@@ -115,14 +101,19 @@ def test_main_chapters_keep_code_cells_under_60_lines(capsys):
         report.append(f"{path.stem:24} longest {longest:4}  over 60: {len(over):2}  "
                       f"exported {exported / lines:4.0%} of {lines:5,} lines")
         if path in MAIN_CHAPTERS:
-            too_long += [(s, c, n) for s, c, n in over if n > LONG_CELLS_LEFT.get((s, c), 60)]
+            too_long += over
     with capsys.disabled():
         print("\n" + "\n".join(report))
     assert not too_long, ("code cells over 60 lines in a main chapter (split them, or move the "
                           f"engineering into the Engineering part): {too_long}")
 
 
-def test_the_list_of_long_cells_left_only_names_cells_still_long():
-    present = {(p.stem, c): n for p in MAIN_CHAPTERS for c, n, _ in visible_code_cells(p)}
-    stale = [key for key in LONG_CELLS_LEFT if present.get(key, 0) <= 60]
-    assert not stale, f"these cells are short now (or gone): take them off LONG_CELLS_LEFT: {stale}"
+@pytest.mark.parametrize("path", MAIN_CHAPTERS + [p for p in NOTEBOOKS if p.stem.startswith("A")],
+                         ids=lambda p: p.name)
+def test_every_chapter_links_the_sources_of_its_ideas(path):
+    text = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                     if c["cell_type"] == "markdown")
+    assert "## Sources" in text, "add a Sources section: each idea's paper or post, in a line"
+    sources = text.split("## Sources", 1)[1].split("\n## ", 1)[0]
+    links = re.findall(r"\]\((https?://[^)\s]+)\)", sources)
+    assert len(links) >= 2, f"the Sources section links {len(links)} sources"

@@ -43,9 +43,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
 import json
 import re
 import sys
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,17 +158,31 @@ def _as_methods(body: str, tree: ast.Module) -> str:
     lines = body.splitlines()
     drop = {n for node in tree.body for n in range(node.decorator_list[0].lineno,
                                                      node.decorator_list[0].end_lineno + 1)}
-    docstrings = {id(d) for node in ast.walk(tree) if (d := _docstring_node(node)) is not None}
-    keep_as_is = {n for node in ast.walk(tree)
-                  if isinstance(node, (ast.Constant, ast.JoinedStr)) and id(node) not in docstrings
-                  and node.end_lineno > node.lineno
-                  for n in range(node.lineno + 1, node.end_lineno + 1)}
+    docstrings = {n for node in ast.walk(tree) if (d := _docstring_node(node)) is not None
+                  for n in range(d.lineno, d.end_lineno + 1)}
+    keep_as_is = {n for first, last in _string_spans(body)
+                  for n in range(first + 1, last + 1) if n not in docstrings}
     out: list[str] = []
     for n, line in enumerate(lines, start=1):
         if n in drop or (not line.strip() and n not in keep_as_is and out and not out[-1]):
             continue  # one blank line between methods, as inside any class
         out.append(line if (n in keep_as_is or not line.strip()) else "    " + line)
     return "\n".join(out)
+
+
+def _string_spans(code: str) -> list[tuple[int, int]]:
+    """(first, last line) of every string literal in `code` (an f-string from its start to
+    its end, however Python tokenizes it), for those whose inner lines must keep their text."""
+    spans, open_fstrings = [], []
+    for token in tokenize.generate_tokens(io.StringIO(code).readline):
+        kind = tokenize.tok_name[token.type]
+        if kind == "STRING":
+            spans.append((token.start[0], token.end[0]))
+        elif kind == "FSTRING_START":  # Python 3.12 and later
+            open_fstrings.append(token.start[0])
+        elif kind == "FSTRING_END":
+            spans.append((open_fstrings.pop(), token.end[0]))
+    return spans
 
 
 def _without_docstrings(node: ast.AST) -> str:

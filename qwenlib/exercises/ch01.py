@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __all__ = ['check_num_windows', 'check_make_pair', 'check_honest_split']
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 60
+# %% notebooks/01_tokens_and_data.ipynb, cell 83
 from typing import Callable
 
 import torch

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_tokens_that_fit', 'check_kv_cache_bytes']
 
-# %% notebooks/04_attention.ipynb, cell 19
+# %% notebooks/04_attention.ipynb, cell 28
 from typing import Callable
 
 import torch

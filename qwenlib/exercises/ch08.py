@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_top_k_keep', 'check_greedy_decode']
 
-# %% notebooks/08_generation.ipynb, cell 26
+# %% notebooks/08_generation.ipynb, cell 41
 from typing import Callable
 
 import torch

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_unshard', 'check_per_process_batch']
 
-# %% notebooks/10_scaling_out.ipynb, cell 19
+# %% notebooks/10_scaling_out.ipynb, cell 26
 from typing import Callable
 
 from qwenlib.exercises.ch01 import _call, _report
