@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ['ConfigError', 'PretrainingConfig', 'check_config']
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 4
+# %% notebooks/01_tokens_and_data.ipynb, cell 10
 import dataclasses
 import json
 import math
@@ -31,7 +31,7 @@ ARCHITECTURE_FIELDS = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_hea
                        "d_ff", "max_seq_len", "rope_theta", "rms_norm_eps", "tie_word_embeddings")
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 6
+# %% notebooks/01_tokens_and_data.ipynb, cell 12
 @dataclass
 class PretrainingConfig:
     """Everything that defines one run, with the original package's defaults.
@@ -87,7 +87,7 @@ class PretrainingConfig:
         if self.head_dim is None:  # as transformers' Qwen3Config does: fixed when made
             self.head_dim = self.d_model // self.n_heads
 
-    # %% notebooks/01_tokens_and_data.ipynb, cell 9
+    # %% notebooks/01_tokens_and_data.ipynb, cell 15
     def validate(self) -> None:
         """Raise `ConfigError` naming the first field that breaks a rule."""
         check_config(self)
@@ -113,7 +113,7 @@ class PretrainingConfig:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 11
+# %% notebooks/01_tokens_and_data.ipynb, cell 17
 def _type_problem(value: Any, hint: Any) -> str | None:
     """What is wrong with `value` for a field of type `hint` (int, float, bool, str, or one
     of those or None), or None. bool is not an int here, and a float must be finite."""
@@ -140,7 +140,7 @@ def _bad(config: PretrainingConfig, name: str, rule: str) -> ConfigError:
     return ConfigError(f"PretrainingConfig.{name}={getattr(config, name)!r}: {rule}", name)
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 13
+# %% notebooks/01_tokens_and_data.ipynb, cell 19
 def _check_types_and_signs(config: PretrainingConfig) -> None:
     """Every field against its type hint; then the numbers that must be positive."""
     for name, hint in typing.get_type_hints(type(config)).items():
@@ -180,7 +180,7 @@ def _check_shape(config: PretrainingConfig) -> None:
                    "(each key/value head serves an equal group of query heads)")
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 15
+# %% notebooks/01_tokens_and_data.ipynb, cell 21
 def _check_ranges_and_choices(config: PretrainingConfig) -> None:
     """Shares that must lie between 0 and 1, and the settings that name one of a few options."""
     for name, ok, rule in (
@@ -203,7 +203,7 @@ def _check_ranges_and_choices(config: PretrainingConfig) -> None:
                    "off; set use_amp=True or amp_dtype=\"auto\"")
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 17
+# %% notebooks/01_tokens_and_data.ipynb, cell 23
 def _check_data(config: PretrainingConfig) -> None:
     """Where the data comes from, and that it makes at least one window."""
     if config.data_source not in ("auto", "hub", "builtin"):

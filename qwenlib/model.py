@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ['Qwen3MLP', 'Qwen3DecoderLayer', 'check_token_ids', 'MinimalLLM']
 
-# %% notebooks/05_swiglu_and_model.ipynb, cell 8
+# %% notebooks/05_swiglu_and_model.ipynb, cell 10
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -54,7 +54,7 @@ class Qwen3DecoderLayer(nn.Module):
         return (x, present) if use_cache else x
 
 
-# %% notebooks/05_swiglu_and_model.ipynb, cell 10
+# %% notebooks/05_swiglu_and_model.ipynb, cell 12
 def check_token_ids(ids: torch.Tensor, vocab_size: int) -> None:
     """Raise a clear error unless every id lies in [0, vocab_size).
 
@@ -67,7 +67,7 @@ def check_token_ids(ids: torch.Tensor, vocab_size: int) -> None:
                          "input made with another tokenizer?")
 
 
-# %% notebooks/05_swiglu_and_model.ipynb, cell 12
+# %% notebooks/05_swiglu_and_model.ipynb, cell 14
 class MinimalLLM(nn.Module):
     """A Qwen3 causal language model: token ids in, next-token logits out.
 
@@ -100,7 +100,7 @@ class MinimalLLM(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    # %% notebooks/05_swiglu_and_model.ipynb, cell 15
+    # %% notebooks/05_swiglu_and_model.ipynb, cell 17
     def check_input(self, input_ids: torch.Tensor, past: int = 0, values: bool = True) -> None:
         """Raise a clear error for ids the model cannot take.
 
@@ -124,7 +124,7 @@ class MinimalLLM(nn.Module):
         if values and input_ids.device.type == "cpu":  # on a GPU, reading min/max would make it wait
             check_token_ids(input_ids, self.config.vocab_size)
 
-    # %% notebooks/05_swiglu_and_model.ipynb, cell 17
+    # %% notebooks/05_swiglu_and_model.ipynb, cell 19
     def forward(self, input_ids: torch.Tensor, past_key_values: list[KVCache] | None = None,
                 use_cache: bool = False):
         """input_ids (B, T) -> logits (B, T, vocab_size).
@@ -158,7 +158,7 @@ class MinimalLLM(nn.Module):
                 x = layer(x, past_kv=past_kv)
         return self.norm(x), (presents if use_cache else None)
 
-    # %% notebooks/05_swiglu_and_model.ipynb, cell 19
+    # %% notebooks/05_swiglu_and_model.ipynb, cell 21
     def loss(self, input_ids: torch.Tensor, targets: torch.Tensor,
              chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
         """Mean cross-entropy of the next-token `targets` (B, T) given `input_ids` (B, T).

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_swiglu', 'check_count_parameters']
 
-# %% notebooks/05_swiglu_and_model.ipynb, cell 41
+# %% notebooks/05_swiglu_and_model.ipynb, cell 45
 from typing import Callable
 
 import torch

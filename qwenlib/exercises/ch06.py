@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_singular_values_after_ns', 'check_muon_split']
 
-# %% notebooks/06_muon.ipynb, cell 29
+# %% notebooks/06_muon.ipynb, cell 31
 from typing import Callable
 
 import torch
