@@ -121,6 +121,15 @@ def test_methods_added_to_a_class_cell_by_cell_are_exported_inside_the_class(pro
     assert counter.up(5) == 5 and counter.doubled == 10
 
 
+def test_a_names_list_over_several_lines_goes_into_all_and_leaves_no_trace(project):
+    write_notebook(project / "notebooks" / "04_names.ipynb", "#| default_exp names",
+                   '#| export\nfrom math import pi, tau\n\n_all_ = ["pi",\n         "tau"]\nX = 1')
+    export.export(project)
+    code = (project / "qwenlib" / "names.py").read_text()
+    assert "__all__ = ['pi', 'tau']" in code and "_all_" not in code.replace("__all__", "")
+    assert '"tau"]' not in code and "X = 1" in code
+
+
 @pytest.mark.parametrize("cells, words", [
     (["class A:\n    pass", "@add_to_class(A)\ndef f(self):\n    pass\n\nx = 1"],
      "cell 3: a cell of @add_to_class methods holds only methods of one class"),
