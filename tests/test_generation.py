@@ -14,10 +14,10 @@ TINY = dict(vocab_size=8192, d_model=32, n_heads=2, n_kv_heads=1, d_ff=64, max_s
 
 
 @pytest.fixture(scope="module")
-def model_and_tokenizer(tmp_path_factory):
+def model_and_tokenizer(shared_cache):
     import os
     os.environ["HF_HUB_OFFLINE"] = "1"
-    config = PretrainingConfig(cache_dir=str(tmp_path_factory.mktemp("cache")), **TINY)
+    config = PretrainingConfig(cache_dir=str(shared_cache), **TINY)
     tokenizer = load_and_cache_data(config, verbose=False)[1]
     torch.manual_seed(0)
     return MinimalLLM(config).eval(), tokenizer

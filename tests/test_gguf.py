@@ -20,9 +20,9 @@ UNTIED = dict(vocab_size=8192, d_model=64, n_heads=4, n_kv_heads=2, head_dim=24,
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
+def tokenizer(shared_cache):
     config = PretrainingConfig(max_tokens=3000, num_documents=20, vocab_size=8192,
-                               cache_dir=str(tmp_path_factory.mktemp("cache")))
+                               cache_dir=str(shared_cache))
     import os
     os.environ["HF_HUB_OFFLINE"] = "1"
     return load_and_cache_data(config, verbose=False)[1]

@@ -85,10 +85,10 @@ TINY = dict(vocab_size=8192, d_model=64, n_heads=4, n_kv_heads=2, d_ff=128, n_la
 
 
 @pytest.fixture(scope="module")
-def tokens(tmp_path_factory):
+def tokens(shared_cache):
     import os
     os.environ["HF_HUB_OFFLINE"] = "1"
-    config = PretrainingConfig(cache_dir=str(tmp_path_factory.mktemp("cache")), **TINY)
+    config = PretrainingConfig(cache_dir=str(shared_cache), **TINY)
     return load_and_cache_data(config, verbose=False)[2]
 
 

@@ -5,7 +5,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import ROOT
 from qwenlib import (MinimalLLM, PretrainingConfig, TextTokenDataset, load_and_cache_data,
                      make_dataloaders, seed_everything)
 from qwenlib.data import split_tokens
@@ -17,11 +16,17 @@ TINY = dict(vocab_size=8192, max_seq_len=32, batch_size=4, gradient_accumulation
 
 
 @pytest.fixture(scope="module")
-def tokens(tmp_path_factory):
+def data(shared_cache):
+    """(texts, tokenizer, tokens) of the built-in corpus at TINY's settings."""
     import os
     os.environ["HF_HUB_OFFLINE"] = "1"
-    config = PretrainingConfig(cache_dir=str(tmp_path_factory.mktemp("cache")), **TINY)
-    return load_and_cache_data(config, verbose=False)[2]
+    config = PretrainingConfig(cache_dir=str(shared_cache), **TINY)
+    return load_and_cache_data(config, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def tokens(data):
+    return data[2]
 
 
 def run(tokens, folder, loaders=None, verbose=False, **overrides):
@@ -242,10 +247,9 @@ def test_a_data_position_past_the_epoch_end_goes_on_into_the_next_epoch():
 
 
 def test_the_tokenizer_fingerprint_is_saved_and_another_tokenizer_is_refused_on_resume(
-        tokens, tmp_path):
+        data, tokens, tmp_path):
     from qwenlib.data import tokenizer_fingerprint, train_bpe_tokenizer
-    config = PretrainingConfig(cache_dir=str(tmp_path / "cache"), **TINY)
-    texts, tokenizer, _ = load_and_cache_data(config, verbose=False)
+    texts, tokenizer, _ = data
     run(tokens, tmp_path, stop_after=2, tokenizer=tokenizer)
     latest = tmp_path / "latest.pt"
     assert load_checkpoint(latest)["tokenizer_sha256"] == tokenizer_fingerprint(tokenizer)
@@ -258,12 +262,16 @@ def test_the_tokenizer_fingerprint_is_saved_and_another_tokenizer_is_refused_on_
         tokenizer_fingerprint(tokenizer)
 
 
+# another run holding the folder, as output_folder_lock does (flock on .train.lock, its pid
+# written inside), without importing qwenlib: a bare process starts in milliseconds
 _HOLD = """
-import sys, time
-from qwenlib.training import output_folder_lock
-with output_folder_lock(sys.argv[1]):
-    print("holding", flush=True)
-    time.sleep(600)
+import fcntl, os, socket, sys, time
+handle = open(os.path.join(sys.argv[1], ".train.lock"), "a+")
+fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+handle.write(f"pid {os.getpid()} on {socket.gethostname()}\\n")
+handle.flush()
+print("holding", flush=True)
+time.sleep(600)
 """
 
 
@@ -272,8 +280,7 @@ def test_a_second_run_on_a_folder_in_use_is_refused_and_deletes_nothing(tokens, 
     import signal
     import subprocess
     import sys
-    first = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path)], stdout=subprocess.PIPE,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    first = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path)], stdout=subprocess.PIPE)
     try:
         assert first.stdout.readline() == b"holding\n"
         in_flight = tmp_path / ".latest.pt.abcdefgh.tmp"  # the first run's save, half written

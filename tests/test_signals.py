@@ -23,9 +23,9 @@ TINY = dict(vocab_size=8192, max_seq_len=32, batch_size=4, gradient_accumulation
 
 
 @pytest.fixture(scope="module")
-def tokens(tmp_path_factory):
+def tokens(shared_cache):
     os.environ["HF_HUB_OFFLINE"] = "1"
-    config = PretrainingConfig(cache_dir=str(tmp_path_factory.mktemp("cache")), **TINY)
+    config = PretrainingConfig(cache_dir=str(shared_cache), **TINY)
     return load_and_cache_data(config, verbose=False)[2]
 
 
@@ -145,9 +145,10 @@ def test_ctrl_c_with_the_output_pipe_closing_at_the_same_moment_still_saves(stra
     resume_equals_straight(tmp_path, "pipe", straight)
 
 
-def test_ctrl_c_pressed_again_and_again_ends_with_130_and_no_traceback(tmp_path):
+def test_ctrl_c_pressed_again_and_again_ends_with_130_and_no_traceback(straight_cli_run):
     # an impatient user: Ctrl-C every 20 ms until the command has ended, through the last
     # save and the interpreter's shutdown (a traceback or -SIGINT in 7 of 13 trials before)
+    tmp_path, _ = straight_cli_run  # its data cache is built already
     process = cli(*flags(tmp_path, "again"), cwd=tmp_path)
     wait_for_training(process)
     output = []

@@ -19,10 +19,10 @@ TINY = dict(vocab_size=8192, max_seq_len=32, batch_size=4, gradient_accumulation
 
 
 @pytest.fixture(scope="module")
-def tokens(tmp_path_factory):
+def tokens(shared_cache):
     import os
     os.environ["HF_HUB_OFFLINE"] = "1"
-    config = PretrainingConfig(cache_dir=str(tmp_path_factory.mktemp("cache")), **TINY)
+    config = PretrainingConfig(cache_dir=str(shared_cache), **TINY)
     return load_and_cache_data(config, verbose=False)[2]
 
 
