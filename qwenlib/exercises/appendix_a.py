@@ -16,6 +16,7 @@ from torch.overrides import TorchFunctionMode
 from qwenlib.exercises.ch01 import _call, _report
 
 
+# %% notebooks/A1_where_the_time_goes.ipynb, cell 27
 def check_ce_logit_gradient(ce_grad: Callable) -> bool:
     """Exercise A.1: `ce_grad(logits, target)` is d cross_entropy / d logits for one
     position: `logits` a 1-D float tensor over the vocabulary, `target` an int."""
@@ -37,6 +38,7 @@ def check_ce_logit_gradient(ce_grad: Callable) -> bool:
     return _report(True, "ce_grad is softmax minus one-hot in all 4 cases")
 
 
+# %% notebooks/A1_where_the_time_goes.ipynb, cell 28
 class _LargestTensor(TorchFunctionMode):
     """Records the largest new tensor (not a view of the inputs) built while active."""
 

@@ -33,6 +33,7 @@ def _stored_bytes(config: PretrainingConfig, dtype: str) -> int:
     return total
 
 
+# %% notebooks/B1_gguf.ipynb, cell 27
 def check_gguf_data_bytes(gguf_data_bytes: Callable) -> bool:
     """Exercise B1.1: `gguf_data_bytes(config, dtype)` is the tensor data save_gguf writes."""
     cases = [(PretrainingConfig(), "f32"), (PretrainingConfig(), "f16"),
@@ -63,6 +64,8 @@ def check_gguf_data_bytes(gguf_data_bytes: Callable) -> bool:
     return _report(True, f"right for all {len(cases)} models, Qwen3-0.6B's widths included "
                          f"({_stored_bytes(cases[-1][0], 'f16') / 1e9:.2f} GB in f16)")
 
+
+# %% notebooks/B1_gguf.ipynb, cell 28
 def check_gguf_header(read_header: Callable) -> bool:
     """Exercise B1.2: `read_header(path)` is (version, tensor count, metadata count) of a
     GGUF file, read from its first bytes, and raises ValueError for a file that is not GGUF."""

@@ -46,6 +46,7 @@ def _variants() -> tuple[dict, list, list]:
     return base, same, other
 
 
+# %% notebooks/B2_checkpoints.ipynb, cell 36
 def check_checksum(checksum_of: Callable) -> bool:
     """Exercise B2.1: `checksum_of(tensors)` (a dict of names to tensors) is a string that is
     the same for the same names and values, however they are held, and changes when any
@@ -73,6 +74,7 @@ def check_checksum(checksum_of: Callable) -> bool:
                          f"different for all {len(other)} changes")
 
 
+# %% notebooks/B2_checkpoints.ipynb, cell 37
 def check_resume_index(resume_index: Callable) -> bool:
     """Exercise B2.2: a run saved after `index` batches of `old_batch` windows; with
     batches of `new_batch` windows, `resume_index(index, old_batch, new_batch)` is the

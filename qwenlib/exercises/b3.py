@@ -17,6 +17,7 @@ from qwenlib.config import PretrainingConfig
 from qwenlib.exercises.ch01 import _call, _report
 
 
+# %% notebooks/B3_hf.ipynb, cell 37
 def check_hf_name(hf_name: Callable) -> bool:
     """Exercise B3.1: `hf_name(name)` is transformers' name for one of MinimalLLM's
     parameters: the names of a converted model's state_dict, tied and untied."""
@@ -40,6 +41,7 @@ def check_hf_name(hf_name: Callable) -> bool:
     return _report(True, "every parameter of a tied and an untied model lands on its transformers name")
 
 
+# %% notebooks/B3_hf.ipynb, cell 38
 def check_safetensors_header(read_header: Callable) -> bool:
     """Exercise B3.2: `read_header(path)` is the JSON header of a safetensors file as a dict
     of tensor name to {"dtype", "shape", "data_offsets"}, without "__metadata__"."""

@@ -38,6 +38,7 @@ def _scores(x, wq, wk, head_dim, rope):
     return q @ k.transpose(-1, -2)
 
 
+# %% notebooks/03_rope.ipynb, cell 19
 def check_interleaved_to_rotate_half(convert: Callable) -> bool:
     """Exercise 3.1: `convert(weight, head_dim)` reorders the rows of a q_proj or k_proj
     weight trained for interleaved RoPE so that rotate-half RoPE (`Rotary`) gives the
@@ -72,6 +73,7 @@ def check_interleaved_to_rotate_half(convert: Callable) -> bool:
                    "(3 shapes, with GQA and three rope_theta)")
 
 
+# %% notebooks/03_rope.ipynb, cell 20
 def check_rope_angle(angle: Callable) -> bool:
     """Exercise 3.2: `angle(pair, position, head_dim, theta)`, the angle in radians by
     which channel pair `pair` (0-based) is rotated at `position`."""

@@ -24,6 +24,7 @@ def _warmup_linear(step, max_steps, warmup_ratio, min_lr_ratio):
     return 1 - (1 - min_lr_ratio) * progress
 
 
+# %% notebooks/07_training_loop.ipynb, cell 63
 def check_warmup_linear(schedule: Callable) -> bool:
     """Exercise 7.1: `schedule(step, max_steps, warmup_ratio, min_lr_ratio)`: lr_scale's
     warmup, then a straight line (not a cosine) down to min_lr_ratio at the last update."""
@@ -44,6 +45,7 @@ def check_warmup_linear(schedule: Callable) -> bool:
     return _report(True, f"your warmup-then-linear schedule is right at all {len(cases)} points")
 
 
+# %% notebooks/07_training_loop.ipynb, cell 64
 def check_accumulation(train_step: Callable) -> bool:
     """Exercise 7.2: `train_step(model, micro_batches, optimizer)` must leave the model as
     one SGD step on the whole batch would: accumulate gradients correctly."""

@@ -25,6 +25,7 @@ def _early_stop(steps, losses, patience):
     return steps[-1], steps[best]
 
 
+# %% notebooks/09_train_the_model.ipynb, cell 36
 def check_early_stop(early_stop: Callable) -> bool:
     """Exercise 9.1: `early_stop(eval_steps, val_losses, patience)` returns
     (the update at which training stops, the update of the best validation loss)."""
@@ -48,6 +49,7 @@ def check_early_stop(early_stop: Callable) -> bool:
     return _report(True, f"early_stop is right in all {len(cases)} cases")
 
 
+# %% notebooks/09_train_the_model.ipynb, cell 37
 def check_bits_per_character(bits_per_character: Callable) -> bool:
     """Exercise 9.2: `bits_per_character(loss, chars_per_token)` converts a mean
     cross-entropy in nats per token into bits per character."""
