@@ -141,7 +141,7 @@ def gguf_tensors(model: MinimalLLM, dtype: str = "f32") -> dict[str, np.ndarray]
         raise ValueError(f"dtype must be one of {', '.join(GGUF_DTYPES)}, got {dtype!r}")
     tensors = {}
     for name, p in model.state_dict().items():
-        if name == "lm_head.weight" and model.config.tie_word_embeddings:
+        if model.is_tied_copy(name):
             continue  # llama.cpp uses token_embd as the output layer when output is absent
         array = p.detach().to("cpu", torch.float32).numpy()
         tensors[gguf_tensor_name(name)] = array.astype(np.float16 if dtype == "f16" and

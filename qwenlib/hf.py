@@ -24,6 +24,17 @@ from qwenlib.model import MinimalLLM
 
 
 # %% notebooks/B3_hf.ipynb, cell 8
+# qwenlib's name -> transformers' name of each architecture field; the conversions both ways
+# read this one table. RoPE's base (rope_theta) is apart: its place depends on the version.
+HF_CONFIG_FIELDS = {
+    "vocab_size": "vocab_size", "d_model": "hidden_size", "d_ff": "intermediate_size",
+    "n_layers": "num_hidden_layers", "n_heads": "num_attention_heads",
+    "n_kv_heads": "num_key_value_heads", "head_dim": "head_dim",
+    "max_seq_len": "max_position_embeddings", "rms_norm_eps": "rms_norm_eps",
+    "tie_word_embeddings": "tie_word_embeddings",
+}
+
+
 def to_hf_config(config: PretrainingConfig):
     """The transformers.Qwen3Config describing the same architecture.
 
@@ -37,15 +48,11 @@ def to_hf_config(config: PretrainingConfig):
         rope = {"rope_parameters": {"rope_type": "default", "rope_theta": config.rope_theta}}
     else:
         rope = {"rope_theta": config.rope_theta, "rope_scaling": None}
+    fields = {theirs: getattr(config, ours) for ours, theirs in HF_CONFIG_FIELDS.items()}
     return Qwen3Config(
-        vocab_size=config.vocab_size, hidden_size=config.d_model,
-        intermediate_size=config.d_ff, num_hidden_layers=config.n_layers,
-        num_attention_heads=config.n_heads, num_key_value_heads=config.n_kv_heads,
-        head_dim=config.head_dim, max_position_embeddings=config.max_seq_len,
-        rms_norm_eps=config.rms_norm_eps, hidden_act="silu", attention_bias=False,
-        tie_word_embeddings=config.tie_word_embeddings, use_sliding_window=False,
+        **fields, **rope, hidden_act="silu", attention_bias=False, use_sliding_window=False,
         sliding_window=None,  # 4.51 keeps 4096 otherwise, and warns although unused
-        attention_dropout=0.0, initializer_range=0.02, **rope,
+        attention_dropout=0.0, initializer_range=0.02,
     )
 
 
@@ -70,6 +77,20 @@ def _rope_of(c) -> tuple[float, dict]:
 # %% notebooks/B3_hf.ipynb, cell 10
 def _hf_name(name: str) -> str:
     return name if name.startswith("lm_head.") else "model." + name
+
+
+def _our_name(hf_name: str) -> str:
+    return hf_name.removeprefix("model.")
+
+
+def _load_one_to_one(target: torch.nn.Module, state: dict, tied_copy) -> None:
+    """`target.load_state_dict(state)`, every weight accounted for, except the names for which
+    `tied_copy(name)` is true: the tied output layer, filled by the embedding's tensor."""
+    missing, unexpected = target.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not tied_copy(k)]
+    if missing or unexpected:
+        raise RuntimeError(f"weights did not map one to one: missing {missing}, "
+                           f"unexpected {unexpected}")
 
 
 def _cast_keeping_rope_fp32(hf, device: torch.device, dtype: torch.dtype):
@@ -98,12 +119,7 @@ def to_hf(model: MinimalLLM):
     hf = _cast_keeping_rope_fp32(Qwen3ForCausalLM(to_hf_config(model.config)),
                                  weight.device, weight.dtype)
     state = {_hf_name(k): v for k, v in model.state_dict().items()}
-    missing, unexpected = hf.load_state_dict(state, strict=False)
-    if model.config.tie_word_embeddings:
-        missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embedding
-    if missing or unexpected:
-        raise RuntimeError(f"weights did not map one to one: missing {missing}, "
-                           f"unexpected {unexpected}")
+    _load_one_to_one(hf, state, lambda k: model.is_tied_copy(_our_name(k)))
     return hf.train(model.training)
 
 
@@ -131,12 +147,10 @@ def config_from_hf(c) -> PretrainingConfig:
     for field, value, ok, needed in checks:
         if not ok:
             raise unsupported(field, value, needed)
+    fields = {ours: getattr(c, theirs, None) for ours, theirs in HF_CONFIG_FIELDS.items()}
+    fields.update(head_dim=head_dim, tie_word_embeddings=bool(fields["tie_word_embeddings"]))
     return PretrainingConfig(
-        vocab_size=c.vocab_size, d_model=c.hidden_size, d_ff=c.intermediate_size,
-        n_layers=c.num_hidden_layers, n_heads=c.num_attention_heads,
-        n_kv_heads=c.num_key_value_heads, head_dim=head_dim,
-        max_seq_len=c.max_position_embeddings, rms_norm_eps=c.rms_norm_eps, rope_theta=theta,
-        tie_word_embeddings=bool(c.tie_word_embeddings),
+        **fields, rope_theta=theta,
         max_tokens=max(PretrainingConfig.max_tokens, c.max_position_embeddings + 1),
     )
 
@@ -147,10 +161,9 @@ def from_hf(hf_model) -> tuple[MinimalLLM, PretrainingConfig]:
     config = config_from_hf(hf_model.config)
     weight = hf_model.get_input_embeddings().weight
     model = MinimalLLM(config).to(device=weight.device, dtype=weight.dtype)
-    state = {k.removeprefix("model."): v for k, v in hf_model.state_dict().items()}
-    if config.tie_word_embeddings:
-        state.setdefault("lm_head.weight", state["embed_tokens.weight"])
-    model.load_state_dict(state, strict=True)
+    state = {_our_name(k): v for k, v in hf_model.state_dict().items()}
+    _load_one_to_one(model, {k: v for k, v in state.items() if not model.is_tied_copy(k)},
+                     model.is_tied_copy)
     return model.train(hf_model.training), config
 
 
@@ -260,15 +273,14 @@ def _load_safetensors(model: MinimalLLM, folder: Path) -> None:
     """Fill the model from the folder's weight files, one tensor at a time and with plain
     file reads (not a memory map of whole files): peak memory is the model, plus at most
     one tensor when a dtype conversion is needed; never two copies of the weights."""
-    params = dict(model.named_parameters(remove_duplicate=False))
-    tied = model.config.tie_word_embeddings
+    params = dict(model.named_parameters())  # a tied output layer: once, as the embedding
     where: dict[str, str] = {}
     for file in _weight_files(folder):
         header, data_start = _safetensors_header(file)
         with open(file, "rb") as f:
             for key, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
-                name = key.removeprefix("model.")
-                if name == "lm_head.weight" and tied:
+                name = _our_name(key)
+                if model.is_tied_copy(name):
                     continue  # the output layer is the embedding; transformers ignores it too
                 if name not in params:
                     raise ValueError(f"{file}: tensor {key!r} has no place in MinimalLLM")
@@ -283,8 +295,7 @@ def _load_safetensors(model: MinimalLLM, folder: Path) -> None:
                                      f"the config gives {tuple(params[name].shape)}")
                 _read_into(f, data_start, info, params[name])
                 where[name] = file.name
-    loaded = set(where) | ({"lm_head.weight"} if tied and "embed_tokens.weight" in where else set())
-    missing = sorted(set(params) - loaded)
+    missing = sorted(set(params) - set(where))
     if missing:
         raise ValueError(f"{folder}: no weights for {missing[:5]}{' ...' if len(missing) > 5 else ''}")
 
@@ -337,8 +348,7 @@ def from_pretrained(name_or_folder: str | Path, dtype: torch.dtype | None = None
     with torch.device("meta"):
         model = MinimalLLM(config)
     model = model.to(dtype=dtype).to_empty(device=torch.device(device or "cpu"))
-    if config.tie_word_embeddings:
-        model.lm_head.weight = model.embed_tokens.weight  # to_empty gave each its own storage
+    model.tie_weights()  # to_empty gave the embedding and the output layer storage of their own
     _load_safetensors(model, folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     return model.eval(), tokenizer, config

@@ -91,9 +91,19 @@ class MinimalLLM(nn.Module):
         self.layers = nn.ModuleList(Qwen3DecoderLayer(config, rotary) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.d_model, config.rms_norm_eps)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        if config.tie_word_embeddings:
-            self.lm_head.weight = self.embed_tokens.weight  # tied: one matrix, two uses
+        self.tie_weights()
         self.apply(self._init_weights)
+
+    def tie_weights(self) -> None:
+        """Make the output layer the embedding matrix (one matrix, two uses), when the config
+        ties them. Called here, and again by whatever gives the parameters new storage."""
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+
+    def is_tied_copy(self, name: str) -> bool:
+        """Whether weight `name` is the embedding's second use (a tied `lm_head.weight`).
+        Files store that matrix once, as `embed_tokens.weight`; a reader ignores a copy."""
+        return self.config.tie_word_embeddings and name == "lm_head.weight"
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -200,3 +200,21 @@ def test_every_published_dense_qwen3_config_is_accepted(name):
     assert (model.lm_head.weight is model.embed_tokens.weight) == tied
     again = config_from_hf(to_hf_config(config))
     assert again == config
+
+
+def test_one_field_table_maps_every_architecture_field_both_ways():
+    """HF_CONFIG_FIELDS is the only place that names transformers' fields: a field added to
+    the architecture without a place there (or mapped to the wrong name) fails here."""
+    from qwenlib.config import ARCHITECTURE_FIELDS
+    from qwenlib.hf import HF_CONFIG_FIELDS, config_from_hf, to_hf_config
+    assert set(HF_CONFIG_FIELDS) | {"rope_theta"} == set(ARCHITECTURE_FIELDS)
+    # every field off its default, so that a swapped or dropped field shows
+    config = PretrainingConfig(vocab_size=1000, d_model=48, d_ff=80, n_layers=3, n_heads=6,
+                               n_kv_heads=3, head_dim=12, max_seq_len=96, rms_norm_eps=3e-5,
+                               rope_theta=12345.0, tie_word_embeddings=False)
+    hf = to_hf_config(config)
+    for ours, theirs in HF_CONFIG_FIELDS.items():
+        assert getattr(hf, theirs) == getattr(config, ours), (ours, theirs)
+    back = config_from_hf(hf)
+    assert {f: getattr(back, f) for f in ARCHITECTURE_FIELDS} == \
+        {f: getattr(config, f) for f in ARCHITECTURE_FIELDS}
