@@ -26,7 +26,7 @@ import signal
 import sys
 from pathlib import Path
 
-from qwenlib.config import PretrainingConfig
+from qwenlib.config import ConfigError, PretrainingConfig
 
 
 def _parse_bool(text: str) -> bool:
@@ -46,6 +46,10 @@ def _parse_optional_int(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an integer or none, got {text!r}") from None
 
 
+def _parse_optional_str(text: str) -> str | None:
+    return None if text.lower() == "none" else text
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line (which flag, what is wrong, where the list is)."""
 
@@ -58,7 +62,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("configuration (PretrainingConfig fields)")
     for field in dataclasses.fields(PretrainingConfig):
         kind = {"int": int, "float": float, "bool": _parse_bool,
-                "int | None": _parse_optional_int}.get(field.type, str)
+                "int | None": _parse_optional_int, "str | None": _parse_optional_str,
+                }.get(field.type, str)
         group.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=kind,
                            default=field.default, metavar=field.type.split(" ")[0].upper(),
                            help=f"default: {field.default!r}")
@@ -126,14 +131,13 @@ def _load(checkpoint: str, device: str | None):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from qwenlib.generation import check_sampling, stream_text
+    from qwenlib.generation import Sampling, stream_text
 
-    check_sampling(args.temperature, args.top_k, args.top_p, args.max_length, args.seed)
+    sampling = Sampling(args.max_length, args.temperature, args.top_k, args.top_p, args.seed)
     model, fingerprint = _load(args.checkpoint, args.device)
     tokenizer = _load_tokenizer(Path(args.checkpoint), args.tokenizer, fingerprint)
     _check_vocabulary(model, tokenizer, args.tokenizer or "the checkpoint's folder")
-    pieces = stream_text(model, tokenizer, args.prompt, args.max_length, args.temperature,
-                         args.top_k, args.top_p, args.seed)
+    pieces = stream_text(model, tokenizer, args.prompt, **dataclasses.asdict(sampling))
     try:
         print(args.prompt, end="", flush=True)
         for piece in pieces:
@@ -262,11 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--checkpoint", required=True, metavar="PATH",
                      help="a checkpoint written by train, e.g. models/best_model1.pt")
     gen.add_argument("--prompt", required=True, help="the text to continue")
-    gen.add_argument("--max-length", type=int, default=100, help="new tokens at most (default 100)")
-    gen.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
-    gen.add_argument("--top-k", type=int, default=50, help="0 = no limit (default 50)")
-    gen.add_argument("--top-p", type=float, default=0.9, help="1 = no limit (default 0.9)")
-    gen.add_argument("--seed", type=int, default=None, help="makes sampling repeatable")
+    from qwenlib.generation import Sampling  # the settings' one definition, defaults included
+    for flag, kind, help in (("--max-length", int, "new tokens at most"),
+                             ("--temperature", float, "0 = greedy"),
+                             ("--top-k", _parse_optional_int, "0 or none = no limit"),
+                             ("--top-p", float, "1 = no limit"),
+                             ("--seed", _parse_optional_int, "makes sampling repeatable")):
+        default = getattr(Sampling, flag[2:].replace("-", "_"))
+        gen.add_argument(flag, type=kind, default=default, help=f"{help} (default {default})")
     gen.add_argument("--device", default=None, help="cpu, cuda, ... (default: the best available)")
     gen.add_argument("--tokenizer", default=None, metavar="DIR",
                      help="the tokenizer's folder (default: the tokenizer/ folder train wrote "
@@ -290,23 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_GENERATE_FLAGS = ("max_length", "temperature", "top_k", "top_p", "seed")
-
-
-def for_the_shell(message: str) -> str:
-    """A library message as a shell user reads it: the fields and parameters it names
-    become their flags (`PretrainingConfig.max_steps=0: ...` -> `--max-steps 0: ...`,
-    `top_k must be ...` -> `--top-k must be ...`)."""
-    names = {f.name for f in dataclasses.fields(PretrainingConfig)} | set(_GENERATE_FLAGS)
-
-    def flag(match: re.Match) -> str:
-        name, after = match[1], match[2]
-        if name not in names:
-            return match[0]
-        return "--" + name.replace("_", "-") + (" " if after == "=" else after)
-
-    message = re.sub(r"PretrainingConfig\.(\w+)(=)", flag, message)
-    return re.sub(r"(?<![\w.-])([a-z][a-z0-9_]*)(=| must\b)", flag, message)
+def for_the_shell(error: ConfigError) -> str:
+    """A setting's error as a shell user reads it: the setting as its flag, from the error's
+    own `field` (`PretrainingConfig.max_steps=0: must be positive` -> `--max-steps 0: must
+    be positive`); an error that names no field keeps its message."""
+    if not error.field or error.rule is None:
+        return " ".join(str(error).split())
+    value = "none" if error.value is None else error.value
+    value = repr(value) if isinstance(value, str) and (not value or " " in value) else value
+    return f"--{error.field.replace('_', '-')} {value}: {error.rule}"
 
 
 def _ours(error: BaseException) -> bool:
@@ -342,8 +341,9 @@ def _one_line(error: BaseException) -> str:
                 "--gradient-accumulation-steps to keep the tokens per update) or --max-seq-len")
     if isinstance(error, OSError) and error.strerror and getattr(error, "filename", None):
         return f"{error.filename}: {error.strerror}"
-    text = " ".join(str(error).split()) or type(error).__name__
-    return for_the_shell(text)
+    if isinstance(error, ConfigError):
+        return for_the_shell(error)
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -17,12 +17,14 @@ from typing import Any
 
 
 class ConfigError(ValueError):
-    """A `PretrainingConfig` field breaks a rule; the message names the field and the fix.
-    `field` is the field's name (the shell turns it into its flag, `--max-steps`)."""
+    """A setting breaks a rule; the message names the setting and the fix. `field` is the
+    setting's name, `value` what it was given and `rule` what is wrong with that: the shell
+    shows them as its flag (`--max-steps 0: must be positive`)."""
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, value: Any = None,
+                 rule: str | None = None):
         super().__init__(message)
-        self.field = field
+        self.field, self.value, self.rule = field, value, rule
 
 
 # The fields that define the network itself (its weights' shapes and what it computes):
@@ -137,7 +139,8 @@ def _type_problem(value: Any, hint: Any) -> str | None:
 
 
 def _bad(config: PretrainingConfig, name: str, rule: str) -> ConfigError:
-    return ConfigError(f"PretrainingConfig.{name}={getattr(config, name)!r}: {rule}", name)
+    value = getattr(config, name)
+    return ConfigError(f"PretrainingConfig.{name}={value!r}: {rule}", name, value, rule)
 
 
 # %% notebooks/01_tokens_and_data.ipynb, cell 19

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from qwenlib.config import PretrainingConfig
+from qwenlib.config import ConfigError, PretrainingConfig
 
 
 EOS_TOKEN = "<|endoftext|>"
@@ -495,9 +495,10 @@ def make_dataloaders(config: PretrainingConfig, tokens) -> tuple[DataLoader, Dat
     """
     largest = int(torch.as_tensor(tokens).max()) if len(tokens) else 0
     if largest >= config.vocab_size:
-        raise ValueError(f"the token ids go up to {largest:,} but vocab_size={config.vocab_size:,} "
-                         "gives the model rows for ids below it only; set vocab_size to at least "
-                         "the tokenizer's size (len(tokenizer))")
+        rule = (f"the token ids go up to {largest:,}, but the model has rows for ids below "
+                "vocab_size only; set vocab_size to at least the tokenizer's size (len(tokenizer))")
+        raise ConfigError(f"vocab_size={config.vocab_size:,}: {rule}", "vocab_size",
+                          config.vocab_size, rule)
     # the documents may run out before max_tokens: then more documents, not max_tokens, helps
     more = ("max_tokens" if len(tokens) >= config.max_tokens else
             f"num_documents (its {config.num_documents:,} documents give {len(tokens):,} tokens, "
@@ -511,8 +512,10 @@ def make_dataloaders(config: PretrainingConfig, tokens) -> tuple[DataLoader, Dat
     train_set = TextTokenDataset(train_tokens, config.max_seq_len)
     val_set = TextTokenDataset(val_tokens, config.max_seq_len, stride=config.max_seq_len)
     if len(train_set) < config.batch_size:
-        raise ValueError(f"{len(train_set)} training windows cannot fill one batch of "
-                         f"batch_size={config.batch_size}; raise {more} or lower batch_size")
+        rule = (f"{len(train_set)} training windows cannot fill one batch; raise {more} or "
+                "lower batch_size")
+        raise ConfigError(f"batch_size={config.batch_size}: {rule}", "batch_size",
+                          config.batch_size, rule)
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
                               generator=generator, drop_last=True)

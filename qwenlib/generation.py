@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 __all__ = [
+    'Sampling',
     'check_sampling',
     'filter_logits',
     'next_token',
@@ -19,10 +20,12 @@ __all__ = [
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
 from qwenlib.attention import KVCache
+from qwenlib.config import ConfigError
 
 
 MAX_NEW_TOKENS = 100_000  # the most tokens one call generates: a long book's worth
@@ -36,21 +39,41 @@ def _is_whole(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How each new token is chosen: the one place that names these settings, gives their
+    defaults and checks them (once, when made). `generate_ids`, `stream_text`,
+    `generate_text`, `generate_batch`, the widget and `generate` from a shell all read it."""
+
+    max_length: int = 100         # new tokens, at most
+    temperature: float = 0.8      # 0: greedy
+    top_k: int | None = 50        # 0 or None: no limit
+    top_p: float = 0.9            # 1: no limit
+    seed: int | None = None       # an int makes sampling repeatable
+    stop_at_eos: bool = True      # stop at the tokenizer's end-of-text token
+
+    def __post_init__(self) -> None:
+        for name, ok, rule in (
+                ("temperature", _is_number(self.temperature) and self.temperature >= 0,
+                 "must be a finite number >= 0 (0 means greedy)"),
+                ("top_k", self.top_k is None or _is_whole(self.top_k) and self.top_k >= 0,
+                 "must be a whole number >= 0 (0 or None: no limit)"),
+                ("top_p", _is_number(self.top_p) and 0 < self.top_p <= 1,
+                 "must lie in (0, 1] (1: no limit)"),
+                ("max_length", _is_whole(self.max_length) and 0 < self.max_length <= MAX_NEW_TOKENS,
+                 f"must be a whole number of new tokens from 1 to {MAX_NEW_TOKENS:,}"),
+                ("seed", self.seed is None or _is_whole(self.seed) and 0 <= self.seed < 2**64,
+                 "must be a whole number from 0 to 2**64 - 1, or None"),
+                ("stop_at_eos", isinstance(self.stop_at_eos, bool), "must be True or False")):
+            if not ok:
+                value = getattr(self, name)
+                raise ConfigError(f"{name} {rule}, got {value!r}", name, value, rule)
+
+
 def check_sampling(temperature: float, top_k: int | None, top_p: float,
                    max_new_tokens: int, seed: int | None = None) -> None:
-    """Raise a clear `ValueError` for sampling settings that make no sense: each message
-    starts with the parameter's name (the shell shows it as its flag, `--top-k`)."""
-    if not _is_number(temperature) or temperature < 0:
-        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature!r}")
-    if top_k is not None and (not _is_whole(top_k) or top_k < 0):
-        raise ValueError(f"top_k must be a whole number >= 0 (0 or None: no limit), got {top_k!r}")
-    if not _is_number(top_p) or not 0 < top_p <= 1:
-        raise ValueError(f"top_p must lie in (0, 1] (1: no limit), got {top_p!r}")
-    if not _is_whole(max_new_tokens) or not 0 < max_new_tokens <= MAX_NEW_TOKENS:
-        raise ValueError(f"max_length must be a whole number of new tokens from 1 to "
-                         f"{MAX_NEW_TOKENS:,}, got {max_new_tokens!r}")
-    if seed is not None and (not _is_whole(seed) or not 0 <= seed < 2**64):
-        raise ValueError(f"seed must be a whole number from 0 to 2**64 - 1, or None, got {seed!r}")
+    """Raise a clear `ValueError` (a `ConfigError`) for settings that make no sense."""
+    Sampling(max_new_tokens, temperature, top_k, top_p, seed)
 
 
 # %% notebooks/08_generation.ipynb, cell 8
@@ -120,8 +143,9 @@ def last_logits(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 # %% notebooks/08_generation.ipynb, cell 15
-def generate_ids(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.8,
-                 top_k: int | None = 50, top_p: float = 0.9, seed: int | None = None,
+def generate_ids(model, input_ids: torch.Tensor, max_new_tokens: int,
+                 temperature: float = Sampling.temperature, top_k: int | None = Sampling.top_k,
+                 top_p: float = Sampling.top_p, seed: int | None = None,
                  eos_token_id: int | None = None, use_cache: bool = True) -> Iterator[torch.Tensor]:
     """Yield the next token of every row, (B,), one step at a time.
 
@@ -131,7 +155,13 @@ def generate_ids(model, input_ids: torch.Tensor, max_new_tokens: int, temperatur
     what `use_cache=False` does at every step. Stops early when every row has
     produced `eos_token_id` (rows that finished keep yielding it).
     """
-    check_sampling(temperature, top_k, top_p, max_new_tokens, seed)
+    sampling = Sampling(max_new_tokens, temperature, top_k, top_p, seed)
+    yield from _decode(model, input_ids, sampling, eos_token_id, use_cache)
+
+
+def _decode(model, input_ids: torch.Tensor, sampling: Sampling, eos_token_id: int | None,
+            use_cache: bool = True) -> Iterator[torch.Tensor]:
+    max_new_tokens, seed = sampling.max_length, sampling.seed
     window = model.config.max_seq_len
     if input_ids.dim() != 2 or input_ids.shape[1] == 0:
         raise ValueError(f"input_ids must be (batch, length) with length >= 1, got {tuple(input_ids.shape)}")
@@ -160,7 +190,8 @@ def generate_ids(model, input_ids: torch.Tensor, max_new_tokens: int, temperatur
             else:  # no cache, or the window is full: read the last `window` tokens afresh
                 hidden, _ = model.hidden_states(tokens[:, -window:], check_ids=False)
             logits = last_logits(hidden[:, -1], weight)   # only the last position is needed
-            token = next_token(logits, temperature, top_k, top_p, generator)
+            token = next_token(logits, sampling.temperature, sampling.top_k, sampling.top_p,
+                               generator)
             if eos_token_id is not None:
                 token = token.masked_fill(finished, eos_token_id)
                 finished |= token == eos_token_id
@@ -186,15 +217,13 @@ def _encode(tokenizer, prompt: str) -> list[int]:
     return tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
 
-def _pieces(model, tokenizer, prompt: str, max_length: int, temperature: float,
-            top_k: int | None, top_p: float, seed: int | None,
-            stop_at_eos: bool = True) -> Iterator[tuple[str, int]]:
+def _pieces(model, tokenizer, prompt: str, sampling: Sampling) -> Iterator[tuple[str, int]]:
     """(new piece of text, tokens generated so far), as they come."""
     ids = torch.tensor([_encode(tokenizer, prompt)])
-    eos = tokenizer.eos_token_id if stop_at_eos else None
+    eos = tokenizer.eos_token_id if sampling.stop_at_eos else None
     new: list[int] = []
     shown = ""
-    for token in generate_ids(model, ids, max_length, temperature, top_k, top_p, seed, eos):
+    for token in _decode(model, ids, sampling, eos):
         if token.item() == eos:
             return
         new.append(token.item())
@@ -207,18 +236,20 @@ def _pieces(model, tokenizer, prompt: str, max_length: int, temperature: float,
 
 
 # %% notebooks/08_generation.ipynb, cell 23
-def stream_text(model, tokenizer, prompt: str, max_length: int = 100, temperature: float = 0.8,
-                top_k: int | None = 50, top_p: float = 0.9, seed: int | None = None,
+def stream_text(model, tokenizer, prompt: str, max_length: int = Sampling.max_length,
+                temperature: float = Sampling.temperature, top_k: int | None = Sampling.top_k,
+                top_p: float = Sampling.top_p, seed: int | None = None,
                 stop_at_eos: bool = True) -> Iterator[str]:
     """Yield the continuation of `prompt` piece by piece as it is generated (the
     prompt itself is not repeated); at most `max_length` new tokens."""
-    for piece, _ in _pieces(model, tokenizer, prompt, max_length, temperature, top_k, top_p,
-                            seed, stop_at_eos):
+    sampling = Sampling(max_length, temperature, top_k, top_p, seed, stop_at_eos)
+    for piece, _ in _pieces(model, tokenizer, prompt, sampling):
         yield piece
 
 
-def generate_text(model, tokenizer, prompt: str, max_length: int = 100, temperature: float = 0.8,
-                  top_k: int | None = 50, top_p: float = 0.9, seed: int | None = None,
+def generate_text(model, tokenizer, prompt: str, max_length: int = Sampling.max_length,
+                  temperature: float = Sampling.temperature, top_k: int | None = Sampling.top_k,
+                  top_p: float = Sampling.top_p, seed: int | None = None,
                   stop_at_eos: bool = True) -> str:
     """`prompt` followed by up to `max_length` generated tokens, stopping at the tokenizer's
     end-of-text token (`stop_at_eos=False` goes on). Temperature 0 is greedy decoding;
@@ -227,13 +258,14 @@ def generate_text(model, tokenizer, prompt: str, max_length: int = 100, temperat
                                         top_k, top_p, seed, stop_at_eos))
 
 
-def generate_batch(model, tokenizer, prompts: list[str], max_length: int = 100,
-                   temperature: float = 0.8, top_k: int | None = 50, top_p: float = 0.9,
-                   seed: int | None = None) -> list[str]:
+def generate_batch(model, tokenizer, prompts: list[str], max_length: int = Sampling.max_length,
+                   temperature: float = Sampling.temperature, top_k: int | None = Sampling.top_k,
+                   top_p: float = Sampling.top_p, seed: int | None = None) -> list[str]:
     """`generate_text` for several prompts; prompts with the same number of tokens
     are decoded together as one batch (no padding, so nothing changes the result:
     greedy output equals `generate_text`'s). With sampling and a seed, a prompt's
     sample depends on which prompts share its batch."""
+    sampling = Sampling(max_length, temperature, top_k, top_p, seed)
     encoded = [_encode(tokenizer, p) for p in prompts]
     groups: dict[int, list[int]] = {}
     for i, ids in enumerate(encoded):
@@ -242,7 +274,7 @@ def generate_batch(model, tokenizer, prompts: list[str], max_length: int = 100,
     eos = tokenizer.eos_token_id
     for members in groups.values():
         batch = torch.tensor([encoded[i] for i in members])
-        steps = list(generate_ids(model, batch, max_length, temperature, top_k, top_p, seed, eos))
+        steps = list(_decode(model, batch, sampling, eos))
         new = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in members]
         for i, row in zip(members, new):
             row = row[:row.index(eos)] if eos in row else row

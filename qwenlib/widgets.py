@@ -11,7 +11,7 @@ import html
 import threading
 import time
 
-from qwenlib.generation import _pieces
+from qwenlib.generation import Sampling, _pieces
 
 
 # %% notebooks/08_generation.ipynb, cell 30
@@ -24,9 +24,10 @@ class GenerationWidget:
     `w.wait()` waits for it, and `w.text` is what it has written so far.
     """
 
-    def __init__(self, model, tokenizer, prompt: str = "The ", max_new_tokens: int = 100,
-                 temperature: float = 0.8, top_k: int = 50, top_p: float = 0.9, seed: int = 0,
-                 stop_at_eos: bool = True):
+    def __init__(self, model, tokenizer, prompt: str = "The ",
+                 max_new_tokens: int = Sampling.max_length,
+                 temperature: float = Sampling.temperature, top_k: int = Sampling.top_k,
+                 top_p: float = Sampling.top_p, seed: int = 0, stop_at_eos: bool = True):
         import ipywidgets as W
 
         self.stop_at_eos = stop_at_eos  # stop at the tokenizer's end-of-text token
@@ -81,10 +82,10 @@ class GenerationWidget:
     def _run(self) -> None:
         pieces, count, start = [], 0, time.perf_counter()
         try:
-            for piece, count in _pieces(self.model, self.tokenizer, self.prompt.value,
-                                        self.max_new_tokens.value, self.temperature.value,
-                                        self.top_k.value, self.top_p.value, self.seed.value,
-                                        self.stop_at_eos):
+            sampling = Sampling(self.max_new_tokens.value, self.temperature.value,
+                                self.top_k.value, self.top_p.value, self.seed.value,
+                                self.stop_at_eos)  # checked here: an error shows below
+            for piece, count in _pieces(self.model, self.tokenizer, self.prompt.value, sampling):
                 pieces.append(piece)
                 self.text = self.prompt.value + "".join(pieces)
                 self._show("".join(pieces))

@@ -69,8 +69,8 @@ def test_data_command_prepares_the_cache_with_flags_from_the_config(tmp_path):
 def test_invalid_flag_values_name_the_field(tmp_path):
     result = run("data", "--d-model", "130", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr == ("error: --d-model 130: must be divisible by --n-heads 4 (each head "
-                             "gets d_model / n_heads channels); try --d-model 128, or set head_dim\n")
+    assert result.stderr == ("error: --d-model 130: must be divisible by n_heads=4 (each head "
+                             "gets d_model / n_heads channels); try d_model=128, or set head_dim\n")
 
 
 def test_train_command_trains_saves_and_resumes(tmp_path):
@@ -94,7 +94,7 @@ def test_train_command_trains_saves_and_resumes(tmp_path):
     assert gen.stdout.startswith("The ") and len(gen.stdout) > len("The \n")
     bad = run("generate", "--checkpoint", checkpoint, "--prompt", "The ", "--top-p", "1.5",
               cwd=tmp_path)
-    assert bad.returncode == 2 and "error: --top-p must lie in (0, 1]" in bad.stderr
+    assert bad.returncode == 2 and "error: --top-p 1.5: must lie in (0, 1]" in bad.stderr
     # a prompt of bytes that were not UTF-8 (Python hands them over as lone surrogates)
     bad = run("generate", "--checkpoint", checkpoint, "--prompt", "caf\udce9", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
@@ -183,8 +183,8 @@ def test_resume_past_max_steps_or_on_other_data_is_one_clear_line(tmp_path):
     final = str(tmp_path / "models" / "final_model1.pt")
     past = run("train", *flags, "--max-steps", "2", "--resume", final, cwd=tmp_path)
     assert past.returncode == 2
-    assert past.stderr.strip().count("\n") == 0 and "past --max-steps 2" in past.stderr
-    assert "set --max-steps 4 or more" in past.stderr
+    assert past.stderr.strip().count("\n") == 0 and "past max_steps=2" in past.stderr
+    assert "set max_steps=4 or more" in past.stderr
     other = run("train", *flags, "--max-steps", "4", "--num-documents", "50", "--resume", final,
                 cwd=tmp_path)
     assert other.returncode == 2 and "--allow-data-change" in other.stderr
@@ -212,3 +212,23 @@ def test_export_format_gguf_writes_one_file_and_bad_flag_mixes_are_one_line(tmp_
         bad = run("export", "--checkpoint", checkpoint, *wrong, cwd=tmp_path)
         assert bad.returncode == code and says in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
     assert not (tmp_path / "x").exists() and (tmp_path / "models" / "final_model1.pt").exists()
+
+
+def test_dataset_config_none_from_the_shell_is_none_not_the_string():
+    from qwenlib.__main__ import build_parser, config_from_args
+    args = build_parser().parse_args(["data", "--data-source", "hub", "--dataset-config", "none"])
+    assert config_from_args(args).dataset_config is None
+    args = build_parser().parse_args(["data", "--data-source", "hub", "--dataset-config", "python"])
+    assert config_from_args(args).dataset_config == "python"
+
+
+def test_a_message_that_names_no_setting_is_shown_as_written():
+    """Only a ConfigError's own field becomes a flag: a path or a text that happens to hold
+    `seed=` or `max_steps must` is not rewritten (a regular expression used to)."""
+    from qwenlib.__main__ import _one_line
+    for text in ("/runs/seed=3/best.pt is not a checkpoint", "top_p must be quoted: 'max_steps=2'"):
+        assert _one_line(ValueError(text)) == text
+    from qwenlib.config import ConfigError
+    error = ConfigError("PretrainingConfig.max_steps=0: must be positive", "max_steps", 0,
+                        "must be positive")
+    assert _one_line(error) == "--max-steps 0: must be positive"

@@ -227,3 +227,32 @@ def test_last_logits_equal_the_plain_product_for_any_batch_and_vocabulary(vocab,
         want = hidden.double() @ w.double().T
         assert got.shape == (batch, vocab) and got.dtype == torch.float32
         assert (got.double() - want).abs().max() <= 1e-5 * want.abs().max()
+
+
+def test_every_generation_entry_point_takes_its_settings_from_sampling():
+    """One definition of the sampling settings: the functions, the widget and the shell's
+    flags all default to Sampling's values, and a bad value is a ConfigError naming it."""
+    import dataclasses
+    import inspect
+
+    from qwenlib.__main__ import build_parser
+    from qwenlib.config import ConfigError
+    from qwenlib.generation import Sampling, generate_batch, generate_ids, generate_text, stream_text
+    from qwenlib.widgets import GenerationWidget
+
+    defaults = dataclasses.asdict(Sampling())
+    for fn, renamed in ((generate_text, {}), (stream_text, {}), (generate_batch, {}),
+                        (generate_ids, {"max_length": "max_new_tokens"}),
+                        (GenerationWidget.__init__, {"max_length": "max_new_tokens", "seed": None})):
+        params = inspect.signature(fn).parameters
+        for name, value in defaults.items():
+            name = renamed.get(name, name)
+            if name in params and params[name].default is not inspect.Parameter.empty:
+                assert params[name].default == value, (fn.__qualname__, name)
+    shell = vars(build_parser().parse_args(["generate", "--checkpoint", "x", "--prompt", "y"]))
+    assert {k: shell[k] for k in ("max_length", "temperature", "top_k", "top_p", "seed")} == \
+        {k: defaults[k] for k in ("max_length", "temperature", "top_k", "top_p", "seed")}
+    for field, value in (("top_k", -1), ("top_p", 0.0), ("max_length", 0), ("stop_at_eos", "yes")):
+        with pytest.raises(ConfigError) as caught:
+            Sampling(**{field: value})
+        assert (caught.value.field, caught.value.value) == (field, value)
