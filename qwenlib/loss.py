@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['LinearCrossEntropy', 'linear_cross_entropy']
+__all__ = ['LinearCrossEntropy', 'linear_cross_entropy', 'linear_cross_entropy_sums']
 
 # %% notebooks/A1_where_the_time_goes.ipynb, cell 14
 import math
@@ -84,13 +84,19 @@ def _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction, 
         grad_w = torch.zeros(V, d, dtype=torch.float32, device=device) if need_grad else None
         buffer = _block_buffer.get(V * min(chunk_size, N), mm_dtype, device)
         total = torch.zeros((), dtype=torch.float32, device=device)
+        hits = torch.zeros((), dtype=torch.int64, device=device)  # targets that are the argmax
         for start in range(0, N, chunk_size):
             h, t, keep = (x[start:start + chunk_size] for x in (h_all, targets, valid))
             n = h.shape[0]
             t, cols = t.where(keep, 0), torch.arange(n, device=device)
             z = torch.mm(w, (h * LOG2E).t(), out=buffer[:V * n].view(V, n)).float()  # logits / ln 2
             target_logit = z[t, cols]
-            m = z.amax(0)                         # each token's largest logit,
+            if need_grad:
+                m = z.amax(0)                     # each token's largest logit,
+            else:                                 # (evaluating: which token has it, too)
+                best = z.argmax(0)
+                m = z[best, cols]
+                hits += ((best == t) & keep).sum()
             z.sub_(m)                             # in place: z - max,
             z.exp2_()                             # e = 2 ** (z - max) = exp(logits - max logit),
             s = z.sum(0)                          # s = sum(e)
@@ -112,7 +118,7 @@ def _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction, 
                 grad_h[start:start + n] = gh - w[t].float() * one_hot
                 grad_w.index_add_(0, t, h.float() * -one_hot)
     grad_w = grad_w.to(weight.dtype) if need_grad else None
-    return total * (scale / LOG2E), grad_h, grad_w  # back to nats
+    return total * (scale / LOG2E), hits, grad_h, grad_w  # back to nats
 
 
 class LinearCrossEntropy(torch.autograd.Function):
@@ -128,8 +134,8 @@ class LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, chunk_size, ignore_index, reduction):
-        loss, grad_h, grad_w = _chunked_pass(hidden, weight, targets, chunk_size,
-                                             ignore_index, reduction, need_grad=True)
+        loss, _, grad_h, grad_w = _chunked_pass(hidden, weight, targets, chunk_size,
+                                                ignore_index, reduction, need_grad=True)
         ctx.save_for_backward(grad_h, grad_w)
         return loss
 
@@ -162,3 +168,16 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
         return LinearCrossEntropy.apply(hidden, weight, targets, chunk_size, ignore_index, reduction)
     return _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction,
                          need_grad=False)[0]
+
+
+@torch.no_grad()
+def linear_cross_entropy_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                              chunk_size: int = DEFAULT_CHUNK_SIZE, ignore_index: int = -100):
+    """(summed loss, correct guesses) from the same chunked pass as
+    `linear_cross_entropy(..., reduction="sum")`, without gradients. A guess is correct when
+    the target is the logits' argmax: what evaluation's accuracy counts (chapter 7)."""
+    _check(hidden, weight, targets, chunk_size, ignore_index, "sum")
+    hidden, targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
+    loss, hits, _, _ = _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, "sum",
+                                     need_grad=False)
+    return loss, hits

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from qwenlib.checkpoint import (CheckpointError, StopRequest, check_resume, checksum,
@@ -46,6 +45,7 @@ from qwenlib.checkpoint import (CheckpointError, StopRequest, check_resume, chec
                                 shape_differences)
 from qwenlib.config import PretrainingConfig
 from qwenlib.data import tokenizer_fingerprint
+from qwenlib.loss import linear_cross_entropy_sums
 from qwenlib.model import MinimalLLM, check_token_ids
 from qwenlib.muon import setup_optimizers
 from qwenlib.runtime import get_device, seed_everything, training_dtype
@@ -95,9 +95,10 @@ def evaluation_sums(model: torch.nn.Module, val_loader, max_batches: int | None 
     batches, as float64. Sums rather than means, so that the shares of several
     processes (chapter 10) add up to the whole.
 
-    The output layer runs `chunk_size` positions at a time, as in the fused loss of
-    training: the (batch, seq_len, vocab) logits never exist, so evaluating takes no
-    more memory than a training step. The sums stay on the device until the end.
+    The loss and the guesses come from the fused loss's own chunked pass
+    (`linear_cross_entropy_sums`, `chunk_size` positions at a time): the (batch, seq_len,
+    vocab) logits never exist, so evaluating takes no more memory than a training step.
+    The sums stay on the device until the end.
     """
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -107,14 +108,11 @@ def evaluation_sums(model: torch.nn.Module, val_loader, max_batches: int | None 
         if max_batches is not None and i >= max_batches:
             break
         x, y = x.to(device), y.to(device)
-        hidden = model.hidden_states(x)[0].flatten(0, 1)
-        targets = y.flatten()
-        for start in range(0, len(targets), chunk_size):
-            logits = model.lm_head(hidden[start:start + chunk_size]).float()
-            t = targets[start:start + chunk_size]
-            sums[0] += F.cross_entropy(logits, t, reduction="sum").double()
-            sums[1] += (logits.argmax(-1) == t).sum()
-        sums[2] += targets.numel()
+        hidden = model.hidden_states(x)[0]
+        loss, hits = linear_cross_entropy_sums(hidden, model.lm_head.weight, y, chunk_size)
+        sums[0] += loss.double()
+        sums[1] += hits
+        sums[2] += y.numel()
     model.train(was_training)
     return sums.cpu()
 

@@ -238,3 +238,24 @@ def test_model_loss_refuses_targets_of_another_shape(setup):
     model, x, y = setup
     with pytest.raises(ValueError, match="targets must be a tensor shaped like input_ids"):
         model.loss(x, y[:, :-1])
+
+
+def test_the_evaluation_sums_are_the_sum_loss_and_the_argmax_hits_of_full_logits():
+    """Evaluation reads loss and accuracy from the fused pass: the summed loss must equal
+    linear_cross_entropy(reduction="sum") and F.cross_entropy's, and the hits the argmax's,
+    with ignored positions and a chunk size that does not divide the tokens."""
+    from qwenlib.loss import linear_cross_entropy, linear_cross_entropy_sums
+    g = torch.Generator().manual_seed(3)
+    hidden, weight = torch.randn(2, 37, 16, generator=g), torch.randn(50, 16, generator=g)
+    hidden[0, :5] = 3 * weight[0]  # ignored positions whose argmax is token 0 (must not count)
+    logits = hidden @ weight.t()
+    targets = torch.where(torch.rand(2, 37, generator=g) < 0.5, logits.argmax(-1),
+                          torch.randint(0, 50, (2, 37), generator=g))
+    targets[0, :5] = -100
+    loss, hits = linear_cross_entropy_sums(hidden, weight, targets, chunk_size=8)
+    want = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
+    assert loss.item() == pytest.approx(want.item(), rel=1e-6)
+    assert loss.item() == pytest.approx(linear_cross_entropy(hidden, weight, targets, chunk_size=8,
+                                                             reduction="sum").item(), rel=1e-7)
+    kept = targets != -100
+    assert hits.item() == ((logits.argmax(-1) == targets) & kept).sum().item() > 20
