@@ -17,7 +17,7 @@ LOG2E = 1 / math.log(2)  # exp(x) = 2 ** (x * log2(e)); exp2 is the cheaper func
 
 
 def _check(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-           chunk_size: int, ignore_index: int, reduction: str) -> None:
+           chunk_size: int, ignore_index: int, reduction: str, check_ids: bool = True) -> None:
     if hidden.shape[-1] != weight.shape[1]:
         raise ValueError(f"hidden has {hidden.shape[-1]} features but the head weight "
                          f"{tuple(weight.shape)} expects {weight.shape[1]}")
@@ -30,8 +30,8 @@ def _check(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    if targets.device.type != "cpu":  # reading values back would make the GPU wait;
-        return                        # the trainer checks the ids on the CPU before the copy
+    if not check_ids or targets.device.type != "cpu":  # on a GPU, reading values back would
+        return  # make it wait: the trainer checks each batch's ids once, on the CPU, before the copy
     used = targets[targets != ignore_index]
     if used.numel() and (used.min() < 0 or used.max() >= weight.shape[0]):
         raise ValueError(f"targets must lie in [0, {weight.shape[0]}) (or be ignore_index="
@@ -152,7 +152,7 @@ class LinearCrossEntropy(torch.autograd.Function):
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                          chunk_size: int = DEFAULT_CHUNK_SIZE, ignore_index: int = -100,
-                         reduction: str = "mean") -> torch.Tensor:
+                         reduction: str = "mean", check_ids: bool = True) -> torch.Tensor:
     """`F.cross_entropy(hidden @ weight.T, targets)` without ever building the logits.
 
     hidden (..., d) are the final hidden states, weight (V, d) the output layer,
@@ -160,9 +160,10 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     The head and the softmax run `chunk_size` tokens at a time, so memory holds
     one (chunk_size, V) block instead of all the logits (on the CPU the block is kept
     for the next call, one per thread); with autograd on, the gradients are computed in
-    the same pass (see `LinearCrossEntropy`).
+    the same pass (see `LinearCrossEntropy`). `check_ids=False` skips reading the target
+    values, for ids checked where they entered (the trainer checks every batch once).
     """
-    _check(hidden, weight, targets, chunk_size, ignore_index, reduction)
+    _check(hidden, weight, targets, chunk_size, ignore_index, reduction, check_ids)
     hidden, targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
         return LinearCrossEntropy.apply(hidden, weight, targets, chunk_size, ignore_index, reduction)

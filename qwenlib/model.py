@@ -170,20 +170,23 @@ class MinimalLLM(nn.Module):
 
     # %% notebooks/05_swiglu_and_model.ipynb, cell 21
     def loss(self, input_ids: torch.Tensor, targets: torch.Tensor,
-             chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
+             chunk_size: int = DEFAULT_CHUNK_SIZE, check_ids: bool = True) -> torch.Tensor:
         """Mean cross-entropy of the next-token `targets` (B, T) given `input_ids` (B, T).
 
         The same number and the same gradients as
         `F.cross_entropy(self(input_ids).flatten(0, 1), targets.flatten())`, but the
         output layer and the softmax run `chunk_size` positions at a time, so the
         (B*T, vocab_size) logits never exist (Appendix A: where the time goes).
+        `check_ids=False`: the ids of both were checked where they entered (the trainer
+        checks each batch once, on the CPU), so they are not read again here.
         """
         if not isinstance(targets, torch.Tensor) or targets.shape != getattr(input_ids, "shape", None):
             raise ValueError(f"targets must be a tensor shaped like input_ids "
                              f"{tuple(getattr(input_ids, 'shape', ()))}, got "
                              f"{tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets)}")
-        hidden, _ = self.hidden_states(input_ids)
-        return linear_cross_entropy(hidden, self.lm_head.weight, targets, chunk_size=chunk_size)
+        hidden, _ = self.hidden_states(input_ids, check_ids=check_ids)
+        return linear_cross_entropy(hidden, self.lm_head.weight, targets, chunk_size=chunk_size,
+                                    check_ids=check_ids)
 
     def num_parameters(self) -> int:
         """Distinct parameters (the tied embedding counted once)."""

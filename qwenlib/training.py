@@ -33,6 +33,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -324,7 +325,8 @@ class PretrainingTrainer:
     # %% notebooks/07_training_loop.ipynb, cell 35
     def _prepare(self, model, train_loader, val_loader):
         """(the function giving a micro-batch's loss, train loader, val loader)."""
-        return model.loss, train_loader, val_loader  # the loss without full logits
+        # the loss without full logits; its ids were checked as each batch came in
+        return partial(model.loss, check_ids=False), train_loader, val_loader
 
     def _accumulating(self, accumulating: bool):
         """Context of one micro-batch's forward and backward; `accumulating` is
@@ -492,7 +494,7 @@ class PretrainingTrainer:
         total = torch.zeros((), dtype=torch.float64, device=self.device)  # stays on the device
         for i in range(c.gradient_accumulation_steps):
             x, y = next(run.stream)
-            if x.device.type == "cpu":  # checked here, so the GPU never waits for it
+            if x.device.type == "cpu":  # where the ids enter: checked once, before the copy
                 check_token_ids(x, c.vocab_size)
                 check_token_ids(y, c.vocab_size)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

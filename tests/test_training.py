@@ -306,3 +306,17 @@ def test_evaluation_in_chunks_equals_full_logits_cross_entropy(tokens):
             count += y.numel()
     assert result["val_loss"] == pytest.approx(loss_sum / count, rel=1e-6)
     assert result["val_accuracy"] == correct / count
+
+
+@pytest.mark.parametrize("bad", ["input", "target"])
+def test_an_id_outside_the_vocabulary_in_a_batch_is_one_clear_error(tokens, tmp_path, bad):
+    """The trainer checks each batch's ids where they enter (the model's own loss then skips
+    reading them again): an id past vocab_size, in the inputs or in the targets, is a
+    ValueError naming the range, not an index error deep in the embedding or the loss."""
+    config = PretrainingConfig(output_dir=str(tmp_path / bad), **TINY)
+    train_loader, val_loader = make_dataloaders(config, tokens)
+    x, y = next(iter(train_loader))
+    (x if bad == "input" else y)[1, 5] = config.vocab_size
+    trainer = PretrainingTrainer(config, device="cpu", verbose=False)
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, vocab_size=8192\).*max 8192"):
+        trainer.train([(x, y)] * 8, val_loader)
