@@ -91,7 +91,7 @@ def _load_tokenizer(checkpoint: Path, given: str | None, fingerprint: str | None
     """The tokenizer `train` saved beside the checkpoint, or the one given with --tokenizer.
     Never a substitute: another tokenizer would decode the ids into other text, so one
     whose vocabulary differs from the checkpoint's `fingerprint` is refused."""
-    from qwenlib.data import refuse_special_files, tokenizer_fingerprint
+    from qwenlib.cache import refuse_special_files, tokenizer_fingerprint
 
     folder = Path(given) if given else checkpoint.parent / "tokenizer"
     if not folder.is_dir():
@@ -197,7 +197,8 @@ def cmd_train(config: PretrainingConfig, resume: str | None = None,
 
 def _train(config: PretrainingConfig, resume: str | None, allow_data_change: bool,
            rank: int, world_size: int, device, held: contextlib.ExitStack) -> int:
-    from qwenlib.data import load_and_cache_data, make_dataloaders, save_tokenizer
+    from qwenlib.cache import save_tokenizer
+    from qwenlib.data import load_and_cache_data, make_dataloaders
     from qwenlib.distributed import DistributedTrainer
     from qwenlib.checkpoint import output_folder_lock
     from qwenlib.training import PretrainingTrainer

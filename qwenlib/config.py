@@ -4,27 +4,16 @@
 
 from __future__ import annotations
 
-__all__ = ['ConfigError', 'PretrainingConfig', 'check_config']
+__all__ = ['PretrainingConfig']
 
 # %% notebooks/01_tokens_and_data.ipynb, cell 10
 import dataclasses
 import json
-import math
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-class ConfigError(ValueError):
-    """A setting breaks a rule; the message names the setting and the fix. `field` is the
-    setting's name, `value` what it was given and `rule` what is wrong with that: the shell
-    shows them as its flag (`--max-steps 0: must be positive`)."""
-
-    def __init__(self, message: str, field: str | None = None, value: Any = None,
-                 rule: str | None = None):
-        super().__init__(message)
-        self.field, self.value, self.rule = field, value, rule
+from qwenlib.validation import ConfigError, check_config
 
 
 # The fields that define the network itself (its weights' shapes and what it computes):
@@ -113,119 +102,3 @@ class PretrainingConfig:
     @classmethod
     def load_json(cls, path: str | Path) -> "PretrainingConfig":
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-
-
-# %% notebooks/01_tokens_and_data.ipynb, cell 17
-def _type_problem(value: Any, hint: Any) -> str | None:
-    """What is wrong with `value` for a field of type `hint` (int, float, bool, str, or one
-    of those or None), or None. bool is not an int here, and a float must be finite."""
-    kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
-    optional = type(None) in typing.get_args(hint)
-    if value is None:
-        return None if optional else "must not be None"
-    kind = kinds[0]
-    if kind is bool and not isinstance(value, bool):
-        problem = "must be True or False"
-    elif kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        problem = "must be an integer"
-    elif kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))
-                            or not math.isfinite(value)):
-        problem = "must be a finite number"
-    elif kind is str and not isinstance(value, str):
-        problem = "must be a string"
-    else:
-        return None
-    return problem + (", or None" if optional else "")
-
-
-def _bad(config: PretrainingConfig, name: str, rule: str) -> ConfigError:
-    value = getattr(config, name)
-    return ConfigError(f"PretrainingConfig.{name}={value!r}: {rule}", name, value, rule)
-
-
-# %% notebooks/01_tokens_and_data.ipynb, cell 19
-def _check_types_and_signs(config: PretrainingConfig) -> None:
-    """Every field against its type hint; then the numbers that must be positive."""
-    for name, hint in typing.get_type_hints(type(config)).items():
-        problem = _type_problem(getattr(config, name), hint)
-        if problem:
-            raise _bad(config, name, problem)
-    if not 0 <= config.seed < 2**32:
-        raise _bad(config, "seed", "must lie in 0 .. 2**32 - 1 (NumPy's generator takes no more)")
-    for name in ("d_model", "n_heads", "n_layers", "d_ff", "n_kv_heads", "vocab_size",
-                 "max_seq_len", "num_documents", "max_tokens", "builtin_vocab_size",
-                 "batch_size", "max_steps", "gradient_accumulation_steps",
-                 "eval_every", "eval_steps"):
-        if getattr(config, name) <= 0:
-            raise _bad(config, name, "must be positive")
-    for name in ("rope_theta", "rms_norm_eps", "muon_lr", "adamw_lr", "grad_clip"):
-        if not getattr(config, name) > 0:
-            raise _bad(config, name, "must be positive")
-
-
-def _check_shape(config: PretrainingConfig) -> None:
-    """Heads that split the width evenly, into channel pairs for RoPE, in whole groups."""
-    heads = config.n_heads
-    if config.head_dim is None:  # derived from d_model / n_heads
-        if config.d_model % heads:
-            nearest = max(heads, config.d_model // heads * heads)
-            raise _bad(config, "d_model", f"must be divisible by n_heads={heads} (each head gets "
-                       f"d_model / n_heads channels); try d_model={nearest}, or set head_dim")
-        if config.d_model // heads % 2:
-            raise _bad(config, "d_model", f"gives an odd head_dim={config.d_model // heads}; "
-                       "RoPE rotates pairs of channels, so d_model / n_heads must be even")
-    elif isinstance(config.head_dim, bool) or not isinstance(config.head_dim, int) \
-            or config.head_dim <= 0 or config.head_dim % 2:
-        raise _bad(config, "head_dim", "must be a positive even integer (RoPE rotates pairs "
-                   "of channels), or None for d_model / n_heads")
-    if heads % config.n_kv_heads:
-        raise _bad(config, "n_heads", f"must be a multiple of n_kv_heads={config.n_kv_heads} "
-                   "(each key/value head serves an equal group of query heads)")
-
-
-# %% notebooks/01_tokens_and_data.ipynb, cell 21
-def _check_ranges_and_choices(config: PretrainingConfig) -> None:
-    """Shares that must lie between 0 and 1, and the settings that name one of a few options."""
-    for name, ok, rule in (
-            ("dropout", 0 <= config.dropout < 1, "must satisfy 0 <= dropout < 1"),
-            ("val_fraction", 0 < config.val_fraction < 1, "must satisfy 0 < val_fraction < 1"),
-            ("warmup_ratio", 0 <= config.warmup_ratio < 1, "must satisfy 0 <= warmup_ratio < 1"),
-            ("min_lr_ratio", 0 <= config.min_lr_ratio <= 1, "must satisfy 0 <= min_lr_ratio <= 1"),
-            ("weight_decay", config.weight_decay >= 0, "must be >= 0")):
-        if not ok:
-            raise _bad(config, name, rule)
-    if config.optimizer not in ("muon", "adamw"):
-        raise _bad(config, "optimizer", 'must be "muon" (Muon for the block matrices, AdamW '
-                   'for the rest) or "adamw" (AdamW for every parameter)')
-    if config.amp_dtype not in ("auto", "bf16", "fp16", "fp32"):
-        raise _bad(config, "amp_dtype", 'must be "auto" (bf16 on GPUs that have it natively, '
-                   'fp16 with loss scaling on older ones, fp32 on the CPU), "bf16", "fp16" '
-                   'or "fp32"')
-    if not config.use_amp and config.amp_dtype not in ("auto", "fp32"):
-        raise _bad(config, "amp_dtype", "asks for mixed precision but use_amp=False turns it "
-                   "off; set use_amp=True or amp_dtype=\"auto\"")
-
-
-# %% notebooks/01_tokens_and_data.ipynb, cell 23
-def _check_data(config: PretrainingConfig) -> None:
-    """Where the data comes from, and that it makes at least one window."""
-    if config.data_source not in ("auto", "hub", "builtin"):
-        raise _bad(config, "data_source", 'must be "auto", "hub" or "builtin"')
-    if config.data_source == "builtin":  # a Hub setting the built-in corpus would ignore
-        for name in ("dataset_name", "dataset_config", "tokenizer_name"):
-            if getattr(config, name) != getattr(PretrainingConfig, name):
-                raise _bad(config, name, "is read only from the Hub (or a local folder), and "
-                           "data_source='builtin' (the default) ignores it; set "
-                           "data_source='hub' to use it")
-    if config.max_tokens < config.max_seq_len + 1:
-        raise _bad(config, "max_tokens", f"is smaller than one training window (max_seq_len "
-                   f"+ 1 = {config.max_seq_len + 1} tokens); raise max_tokens or lower max_seq_len")
-    if config.builtin_vocab_size < 257:
-        raise _bad(config, "builtin_vocab_size", "must be at least 257 (256 bytes + end-of-text)")
-
-
-def check_config(config: PretrainingConfig) -> None:
-    """The rules a config must follow, in this order; raises `ConfigError` naming the first
-    field that breaks one, and the fix."""
-    for rules in (_check_types_and_signs, _check_shape, _check_ranges_and_choices, _check_data):
-        rules(config)

@@ -14,28 +14,21 @@ __all__ = [
     'tokenize_documents',
     'cache_key',
     'cache_path',
-    'save_tokenizer',
-    'tokenizer_fingerprint',
-    'refuse_special_files',
     'load_and_cache_data',
     'TextTokenDataset',
     'split_tokens',
     'make_dataloaders',
 ]
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 35
+# %% notebooks/01_tokens_and_data.ipynb, cell 27
 import ast
-import contextlib
 import functools
 import hashlib
 import json
 import os
-import shutil
 import socket
 import sys
 import sysconfig
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import urlparse
@@ -44,6 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from qwenlib.cache import read_cache, write_cache
 from qwenlib.config import ConfigError, PretrainingConfig
 
 
@@ -54,7 +48,7 @@ _STDLIB_SKIP = {"test", "tests", "idlelib", "site-packages", "dist-packages", "l
                 "__pycache__", "tkinter", "turtledemo", "ensurepip", "pydoc_data"}
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 37
+# %% notebooks/01_tokens_and_data.ipynb, cell 29
 @functools.lru_cache(maxsize=1)
 def builtin_documents() -> tuple[tuple[str, str], ...]:
     """The built-in corpus: Python's own documentation, as (title, text) pairs.
@@ -95,7 +89,7 @@ def builtin_documents() -> tuple[tuple[str, str], ...]:
     return tuple(sorted(docs, key=lambda d: hashlib.sha256(d[0].encode()).hexdigest()))
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 41
+# %% notebooks/01_tokens_and_data.ipynb, cell 33
 def train_bpe_tokenizer(texts: Sequence[str], vocab_size: int):
     """Train a byte-level BPE on `texts` and wrap it as a transformers tokenizer.
 
@@ -117,7 +111,7 @@ def train_bpe_tokenizer(texts: Sequence[str], vocab_size: int):
                                    bos_token=EOS_TOKEN, pad_token=EOS_TOKEN)
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 43
+# %% notebooks/01_tokens_and_data.ipynb, cell 35
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
@@ -179,7 +173,7 @@ def load_hub_tokenizer(config: PretrainingConfig):
     return AutoTokenizer.from_pretrained(config.tokenizer_name)
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 46
+# %% notebooks/01_tokens_and_data.ipynb, cell 38
 def tokenize_documents(texts: Sequence[str], tokenizer, max_tokens: int) -> np.ndarray:
     """Encode each document, end it with the EOS id, concatenate, keep `max_tokens` ids."""
     eos = tokenizer.eos_token_id
@@ -198,7 +192,7 @@ def tokenize_documents(texts: Sequence[str], tokenizer, max_tokens: int) -> np.n
     return np.asarray(ids[:max_tokens], dtype=np.int64)
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 48
+# %% notebooks/01_tokens_and_data.ipynb, cell 40
 CACHE_FORMAT = 1
 
 
@@ -223,134 +217,7 @@ def cache_path(config: PretrainingConfig, source: str) -> Path:
     return Path(config.cache_dir).expanduser() / name
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 50
-def _tokens_problem(tokens: np.ndarray, meta: dict[str, Any], texts, tokenizer) -> str | None:
-    """Why cached ids cannot be the tokenized texts, or None: the wrong type or shape, ids
-    outside the tokenizer, another checksum or count than meta.json's, or a start that is
-    not the first document's encoding."""
-    if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer) or len(tokens) == 0:
-        return f"tokens.npy holds a {tokens.dtype} array of shape {tokens.shape}, not 1-D integer ids"
-    if len(tokens) != meta.get("num_tokens"):
-        return f"tokens.npy has {len(tokens):,} ids, meta.json says {meta.get('num_tokens')}"
-    if tokens.min() < 0 or tokens.max() >= len(tokenizer):
-        return (f"its ids span {tokens.min()} .. {tokens.max()}, outside the tokenizer's "
-                f"{len(tokenizer):,} tokens")
-    digest = hashlib.sha256(np.ascontiguousarray(tokens, dtype=np.int64).tobytes()).hexdigest()
-    if meta.get("tokens_sha256", digest) != digest:
-        return "tokens.npy no longer matches the checksum in meta.json"
-    first = tokenize_documents(texts[:1], tokenizer, min(len(tokens), 4096)) if texts else []
-    if not np.array_equal(tokens[:len(first)], first):
-        return "its ids are not the encoding of its texts by its tokenizer"
-    return None
-
-
-def _read_cache(path: Path, key: dict[str, Any]):
-    """(texts, tokenizer, tokens) from a cache folder, or None if absent or unusable
-    (then it says why, and the caller rebuilds it)."""
-    from transformers import AutoTokenizer
-
-    if not (path / "meta.json").exists():
-        return None
-    try:
-        for name in ("meta.json", "tokens.npy", "texts.json"):  # a pipe would block, a device never end
-            if (path / name).exists() and not (path / name).is_file():
-                raise ValueError(f"{name} is not a regular file")
-        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-        if not isinstance(meta, dict):
-            raise ValueError(f"meta.json holds a {type(meta).__name__}, not a JSON object")
-        if meta.get("key") != key:
-            raise ValueError("its meta.json describes other settings")
-        tokens = np.load(path / "tokens.npy", allow_pickle=False)
-        texts = json.loads((path / "texts.json").read_text(encoding="utf-8"))
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise ValueError("texts.json is not a list of documents")
-        refuse_special_files(path / "tokenizer", "the cache's tokenizer")
-        tokenizer = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
-        problem = _tokens_problem(tokens, meta, texts, tokenizer)
-        if problem:
-            raise ValueError(problem)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        print(f"data: the cache in {path} is unusable ({e}); rebuilding it")
-        return None
-    return texts, tokenizer, tokens.astype(np.int64, copy=False)
-
-
-# %% notebooks/01_tokens_and_data.ipynb, cell 52
-def save_tokenizer(tokenizer, folder: str | Path) -> None:
-    """`tokenizer.save_pretrained(folder)`, readable by every transformers from 4.51 on.
-
-    transformers 5 names the class of a tokenizer built from a tokenizer.json
-    `TokenizersBackend`, which 4.x does not have; `PreTrainedTokenizerFast` (the same
-    tokenizer.json) loads in both. `is_local` and `local_files_only` say how this process
-    loaded the tokenizer (from the cache, offline), not what it is: they are left out.
-    """
-    tokenizer.save_pretrained(str(folder))
-    path = Path(folder) / "tokenizer_config.json"
-    if not path.is_file():
-        return
-    settings = json.loads(path.read_text(encoding="utf-8"))
-    if settings.get("tokenizer_class") == "TokenizersBackend":
-        settings["tokenizer_class"] = "PreTrainedTokenizerFast"
-    for how_it_was_loaded in ("is_local", "local_files_only"):
-        settings.pop(how_it_was_loaded, None)
-    path.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def tokenizer_fingerprint(tokenizer) -> str:
-    """A SHA-256 of the tokenizer's vocabulary (every token with its id, added ones too).
-
-    Two tokenizers with the same fingerprint turn ids into the same text; a checkpoint
-    stores its data's fingerprint, so that another tokenizer is noticed before it decodes
-    the model's ids into other text. The vocabulary, not the file: the same tokenizer
-    saved by another transformers version writes other JSON but the same fingerprint.
-    """
-    pairs = sorted(tokenizer.get_vocab().items(), key=lambda pair: pair[1])
-    return hashlib.sha256(json.dumps(pairs, ensure_ascii=False).encode("utf-8")).hexdigest()
-
-
-def refuse_special_files(folder: str | Path, what: str) -> None:
-    """A ValueError if `folder` holds a pipe or a device: a library reading every file of
-    a folder (transformers' AutoTokenizer does) would block on a pipe, or never end
-    reading /dev/zero."""
-    for entry in Path(folder).iterdir():
-        if entry.exists() and not (entry.is_file() or entry.is_dir()):
-            raise ValueError(f"{entry} is not a regular file (a pipe or a device); {folder} "
-                             f"should hold {what}")
-
-
-# %% notebooks/01_tokens_and_data.ipynb, cell 54
-def _write_cache(path: Path, key: dict[str, Any], texts, tokenizer, tokens) -> bool:
-    """Write the cache folder atomically: a temporary folder, renamed when complete.
-    Returns False if another process wrote the same cache first (its copy is kept)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-    try:
-        np.save(tmp / "tokens.npy", tokens, allow_pickle=False)
-        save_tokenizer(tokenizer, tmp / "tokenizer")
-        (tmp / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
-        meta = {"key": key, "num_tokens": len(tokens), "num_documents": len(texts),
-                "num_characters": sum(map(len, texts)), "tokenizer_size": len(tokenizer),
-                "tokens_sha256": hashlib.sha256(tokens.astype(np.int64).tobytes()).hexdigest(),
-                "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if path.exists() or path.is_symlink():  # unusable (the caller found it so), or a
-            # dangling link: set it aside first
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(path, old / "cache")
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            os.replace(tmp, path)
-        except OSError:
-            if not path.is_dir():
-                raise
-            return False  # a concurrent build renamed its folder into place first
-        return True
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-# %% notebooks/01_tokens_and_data.ipynb, cell 56
+# %% notebooks/01_tokens_and_data.ipynb, cell 43
 def _fetch(config: PretrainingConfig, source: str):
     """(texts, tokenizer) from the Hub (or local folders), or from the built-in corpus."""
     if source == "hub":
@@ -370,7 +237,7 @@ def _fetch(config: PretrainingConfig, source: str):
 
 def _load_or_build(config: PretrainingConfig, source: str):
     path, key = cache_path(config, source), cache_key(config, source)
-    cached = _read_cache(path, key)
+    cached = read_cache(path, key, tokenize_documents)
     if cached is not None:
         return (*cached, path, True)
     texts, tokenizer = _fetch(config, source)
@@ -382,14 +249,14 @@ def _load_or_build(config: PretrainingConfig, source: str):
         raise ValueError(f"the tokenizer has {len(tokenizer):,} tokens but vocab_size="
                          f"{config.vocab_size:,}; set vocab_size to at least {len(tokenizer):,}")
     tokens = tokenize_documents(texts, tokenizer, config.max_tokens)
-    if not _write_cache(path, key, texts, tokenizer, tokens):
-        winner = _read_cache(path, key)  # another process built the same cache meanwhile
+    if not write_cache(path, key, texts, tokenizer, tokens):
+        winner = read_cache(path, key, tokenize_documents)  # another process built it meanwhile
         if winner is not None:
             return (*winner, path, True)
     return texts, tokenizer, tokens, path, False
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 58
+# %% notebooks/01_tokens_and_data.ipynb, cell 45
 def load_and_cache_data(config: PretrainingConfig, verbose: bool = True):
     """Load the corpus and tokenizer, tokenize, cache: returns (texts, tokenizer, tokens).
 
@@ -426,7 +293,7 @@ def load_and_cache_data(config: PretrainingConfig, verbose: bool = True):
     return texts, tokenizer, tokens
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 71
+# %% notebooks/01_tokens_and_data.ipynb, cell 58
 class TextTokenDataset(Dataset):
     """Training windows over a token stream: item i is (x, y) with
     x = tokens[s : s + seq_len] and y = tokens[s + 1 : s + seq_len + 1], s = i * stride.
@@ -463,7 +330,7 @@ class TextTokenDataset(Dataset):
         return x, y
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 78
+# %% notebooks/01_tokens_and_data.ipynb, cell 65
 def split_tokens(tokens, val_fraction: float, seq_len: int):
     """Hold out the tail of the token stream: (train_tokens, val_tokens).
 

@@ -39,6 +39,7 @@ def _is_whole(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# %% notebooks/08_generation.ipynb, cell 8
 @dataclass(frozen=True)
 class Sampling:
     """How each new token is chosen: the one place that names these settings, gives their
@@ -76,7 +77,7 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float,
     Sampling(max_new_tokens, temperature, top_k, top_p, seed)
 
 
-# %% notebooks/08_generation.ipynb, cell 8
+# %% notebooks/08_generation.ipynb, cell 10
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                   top_p: float = 1.0) -> torch.Tensor:
     """Scale by 1/temperature, then set to -inf every logit outside the top-k and
@@ -110,7 +111,7 @@ def next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
-# %% notebooks/08_generation.ipynb, cell 13
+# %% notebooks/08_generation.ipynb, cell 15
 @contextmanager
 def _eval_mode(model: torch.nn.Module):
     was_training = model.training
@@ -142,7 +143,7 @@ def last_logits(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return logits.reshape(V, hidden.shape[0]).t()
 
 
-# %% notebooks/08_generation.ipynb, cell 15
+# %% notebooks/08_generation.ipynb, cell 17
 def generate_ids(model, input_ids: torch.Tensor, max_new_tokens: int,
                  temperature: float = Sampling.temperature, top_k: int | None = Sampling.top_k,
                  top_p: float = Sampling.top_p, seed: int | None = None,
@@ -201,7 +202,7 @@ def _decode(model, input_ids: torch.Tensor, sampling: Sampling, eos_token_id: in
                 return
 
 
-# %% notebooks/08_generation.ipynb, cell 21
+# %% notebooks/08_generation.ipynb, cell 23
 def _encode(tokenizer, prompt: str) -> list[int]:
     if isinstance(prompt, (bytes, bytearray)):
         raise ValueError(f"the prompt is bytes ({bytes(prompt)[:40]!r}), not text: decode it "
@@ -235,7 +236,7 @@ def _pieces(model, tokenizer, prompt: str, sampling: Sampling) -> Iterator[tuple
             shown = text
 
 
-# %% notebooks/08_generation.ipynb, cell 23
+# %% notebooks/08_generation.ipynb, cell 25
 def stream_text(model, tokenizer, prompt: str, max_length: int = Sampling.max_length,
                 temperature: float = Sampling.temperature, top_k: int | None = Sampling.top_k,
                 top_p: float = Sampling.top_p, seed: int | None = None,

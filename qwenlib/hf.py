@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from qwenlib.config import PretrainingConfig
-from qwenlib.data import refuse_special_files, save_tokenizer
+from qwenlib.cache import refuse_special_files, save_tokenizer
 from qwenlib.model import MinimalLLM
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ['get_device', 'seed_everything', 'has_native_bf16', 'training_dtype']
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 29
+# %% notebooks/01_tokens_and_data.ipynb, cell 21
 import random
 
 import numpy as np
@@ -43,7 +43,7 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     return device
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 31
+# %% notebooks/01_tokens_and_data.ipynb, cell 23
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's (CPU and CUDA) random generators."""
     random.seed(seed)
@@ -62,7 +62,7 @@ def has_native_bf16(device: torch.device) -> bool:
     return major >= 8
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 33
+# %% notebooks/01_tokens_and_data.ipynb, cell 25
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 

@@ -45,7 +45,7 @@ from qwenlib.checkpoint import (CheckpointError, StopRequest, check_resume, chec
                                 remove_stale_temp_files, require_entries, save_checkpoint,
                                 shape_differences)
 from qwenlib.config import PretrainingConfig
-from qwenlib.data import tokenizer_fingerprint
+from qwenlib.cache import tokenizer_fingerprint
 from qwenlib.loss import linear_cross_entropy_sums
 from qwenlib.model import MinimalLLM, check_token_ids
 from qwenlib.muon import setup_optimizers

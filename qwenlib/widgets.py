@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ['GenerationWidget']
 
-# %% notebooks/08_generation.ipynb, cell 28
+# %% notebooks/08_generation.ipynb, cell 30
 import html
 import threading
 import time
@@ -14,7 +14,7 @@ import time
 from qwenlib.generation import Sampling, _pieces
 
 
-# %% notebooks/08_generation.ipynb, cell 30
+# %% notebooks/08_generation.ipynb, cell 32
 class GenerationWidget:
     """Prompt box, sampling controls, Generate and Stop, and the text streaming in.
 
@@ -67,7 +67,7 @@ class GenerationWidget:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    # %% notebooks/08_generation.ipynb, cell 33
+    # %% notebooks/08_generation.ipynb, cell 35
     def _ipython_display_(self) -> None:
         # Displaying the box itself is how both ipywidgets 7 (Colab's) and 8 show a widget:
         # 7 has no `_repr_mimebundle_` to hand on, only its own `_ipython_display_`.
@@ -78,7 +78,7 @@ class GenerationWidget:
         self.output.value = ("<pre style='white-space: pre-wrap; margin: 0'><b>"
                              f"{html.escape(self.prompt.value)}</b>{html.escape(continuation)}</pre>")
 
-    # %% notebooks/08_generation.ipynb, cell 35
+    # %% notebooks/08_generation.ipynb, cell 37
     def _run(self) -> None:
         pieces, count, start = [], 0, time.perf_counter()
         try:
@@ -103,7 +103,7 @@ class GenerationWidget:
         finally:
             self.generate_button.disabled, self.stop_button.disabled = False, True
 
-    # %% notebooks/08_generation.ipynb, cell 37
+    # %% notebooks/08_generation.ipynb, cell 39
     def generate(self) -> threading.Thread:
         """Start generating in a background thread (the button does this)."""
         if self._thread is not None and self._thread.is_alive():

@@ -110,7 +110,8 @@ def test_train_command_trains_saves_and_resumes(tmp_path):
               str(tmp_path / "not_a_tokenizer"), cwd=tmp_path)
     assert bad.returncode == 2 and "vocab.json is not a regular file" in bad.stderr
     # another valid tokenizer where the run's was: refused by the checkpoint's fingerprint
-    from qwenlib.data import save_tokenizer, train_bpe_tokenizer
+    from qwenlib.cache import save_tokenizer
+    from qwenlib.data import train_bpe_tokenizer
     (tmp_path / "models" / "tokenizer").rename(tmp_path / "the_runs_tokenizer")
     save_tokenizer(train_bpe_tokenizer(["the cat sat on the mat"] * 20, 300),
                    tmp_path / "models" / "tokenizer")

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import ROOT
 from qwenlib import exercises
-from solutions import appendix_a, b1, b2, b3, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch09b, ch10
+from solutions import appendix_a, b1, b2, b3, b4, b5, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch09b, ch10
 
 EXERCISES = [
     (ch01, "check_num_windows", "num_windows"), (ch01, "check_make_pair", "make_pair"),
@@ -25,6 +25,8 @@ EXERCISES = [
     (b1, "check_gguf_data_bytes", "gguf_data_bytes"), (b1, "check_gguf_header", "read_header"),
     (b2, "check_checksum", "checksum_of"), (b2, "check_resume_index", "resume_index"),
     (b3, "check_hf_name", "hf_name"), (b3, "check_safetensors_header", "read_header"),
+    (b4, "check_ids_problem", "ids_problem"), (b4, "check_cache_digest", "cache_digest"),
+    (b5, "check_finite_number", "finite_number"), (b5, "check_heads_problem", "heads_problem"),
 ]
 IDS = [check for _, check, _ in EXERCISES]
 

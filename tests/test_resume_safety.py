@@ -248,7 +248,8 @@ def test_a_data_position_past_the_epoch_end_goes_on_into_the_next_epoch():
 
 def test_the_tokenizer_fingerprint_is_saved_and_another_tokenizer_is_refused_on_resume(
         data, tokens, tmp_path):
-    from qwenlib.data import tokenizer_fingerprint, train_bpe_tokenizer
+    from qwenlib.cache import tokenizer_fingerprint
+    from qwenlib.data import train_bpe_tokenizer
     texts, tokenizer, _ = data
     run(tokens, tmp_path, stop_after=2, tokenizer=tokenizer)
     latest = tmp_path / "latest.pt"

@@ -19,23 +19,29 @@ from qwenlib.exercises.appendix_a import check_ce_logit_gradient, check_chunked_
 from qwenlib.exercises.b1 import check_gguf_data_bytes, check_gguf_header
 from qwenlib.exercises.b2 import check_checksum, check_resume_index
 from qwenlib.exercises.b3 import check_hf_name, check_safetensors_header
+from qwenlib.exercises.b4 import check_cache_digest, check_ids_problem
+from qwenlib.exercises.b5 import check_finite_number, check_heads_problem
 
 __all__ = [
     "check_accumulation",
     "check_best_is_inside",
     "check_bits_per_character",
+    "check_cache_digest",
     "check_ce_logit_gradient",
     "check_checksum",
     "check_chunked_loss",
     "check_count_parameters",
     "check_crossing_update",
     "check_early_stop",
+    "check_finite_number",
     "check_fold_gain",
     "check_gguf_data_bytes",
     "check_gguf_header",
     "check_greedy_decode",
+    "check_heads_problem",
     "check_hf_name",
     "check_honest_split",
+    "check_ids_problem",
     "check_interleaved_to_rotate_half",
     "check_kv_cache_bytes",
     "check_layer_norm_via_rms",

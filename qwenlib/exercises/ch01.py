@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __all__ = ['check_num_windows', 'check_make_pair', 'check_honest_split']
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 83
+# %% notebooks/01_tokens_and_data.ipynb, cell 70
 from typing import Callable
 
 import torch
@@ -40,7 +40,7 @@ def _pair(got, what: str):
         return None, None, f"{what} returned {got!r}; expected a pair of 1-D sequences"
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 84
+# %% notebooks/01_tokens_and_data.ipynb, cell 71
 def check_num_windows(num_windows: Callable[[int, int, int], int]) -> bool:
     """Exercise 1.1: `num_windows(n_tokens, seq_len, stride)` is the number of
     windows `TextTokenDataset` makes from `n_tokens` tokens."""
@@ -57,7 +57,7 @@ def check_num_windows(num_windows: Callable[[int, int, int], int]) -> bool:
     return _report(True, "num_windows counts the windows right in all 6 cases")
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 85
+# %% notebooks/01_tokens_and_data.ipynb, cell 72
 def check_make_pair(make_pair: Callable) -> bool:
     """Exercise 1.2: `make_pair(tokens, start, seq_len) -> (x, y)`, the input and
     target of the window that starts at `start`."""
@@ -77,7 +77,7 @@ def check_make_pair(make_pair: Callable) -> bool:
     return _report(True, "make_pair builds inputs and shifted targets right in all 4 cases")
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 86
+# %% notebooks/01_tokens_and_data.ipynb, cell 73
 def check_honest_split(split: Callable) -> bool:
     """Exercise 1.3: `split(tokens, val_fraction, seq_len) -> (train, val)` holds out
     the tail so that no validation token can appear in a training window."""

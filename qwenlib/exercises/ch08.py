@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_top_k_keep', 'check_greedy_decode']
 
-# %% notebooks/08_generation.ipynb, cell 41
+# %% notebooks/08_generation.ipynb, cell 43
 from typing import Callable
 
 import torch
@@ -17,7 +17,7 @@ from qwenlib.generation import generate_ids
 from qwenlib.model import MinimalLLM
 
 
-# %% notebooks/08_generation.ipynb, cell 42
+# %% notebooks/08_generation.ipynb, cell 44
 def check_top_k_keep(top_k_keep: Callable) -> bool:
     """Exercise 8.1: `top_k_keep(logits, k)` marks exactly k tokens: the k largest logits,
     ties broken in favour of the lower token id."""
@@ -42,7 +42,7 @@ def check_top_k_keep(top_k_keep: Callable) -> bool:
     return _report(True, f"top_k_keep keeps exactly k, ties by index, in all {len(cases)} cases")
 
 
-# %% notebooks/08_generation.ipynb, cell 43
+# %% notebooks/08_generation.ipynb, cell 45
 def check_greedy_decode(greedy_decode: Callable) -> bool:
     """Exercise 8.2: `greedy_decode(model, ids, n)` returns the n tokens greedy decoding
     appends to `ids` (1, T), recomputing the whole sequence at every step."""
