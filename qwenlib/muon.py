@@ -148,8 +148,9 @@ def setup_muon_optimizer(model: torch.nn.Module, config) -> list[torch.optim.Opt
 
 
 def setup_adamw_optimizer(model: torch.nn.Module, config) -> list[torch.optim.Optimizer]:
-    """The baseline: one AdamW (lr = config.adamw_lr) for every parameter, with the
-    same weight-decay rule (matrices decay, norm gains don't)."""
+    """The baseline: one AdamW (lr = config.adamw_lr) for every parameter, every matrix
+    decaying by config.weight_decay and the norm gains not at all. (Under
+    `setup_muon_optimizer` the block matrices get no weight decay: Muon's is 0.)"""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     gains = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     return [torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
