@@ -6,13 +6,16 @@ from __future__ import annotations
 
 __all__ = ['LinearCrossEntropy', 'linear_cross_entropy', 'linear_cross_entropy_sums']
 
-# %% notebooks/A1_where_the_time_goes.ipynb, cell 14
+# %% notebooks/A1_where_the_time_goes.ipynb, cell 15
 import math
 import threading
 
 import torch
 
+
 DEFAULT_CHUNK_SIZE = 256
+
+
 LOG2E = 1 / math.log(2)  # exp(x) = 2 ** (x * log2(e)); exp2 is the cheaper function on the CPU
 
 
@@ -38,6 +41,7 @@ def _check(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                          f"{ignore_index}), got min {int(used.min())}, max {int(used.max())}")
 
 
+# %% notebooks/A1_where_the_time_goes.ipynb, cell 17
 class _BlockBuffer(threading.local):
     """The chunk's (V, n) logits block, kept between calls on the CPU (one per thread).
 
@@ -59,6 +63,7 @@ class _BlockBuffer(threading.local):
 _block_buffer = _BlockBuffer()
 
 
+# %% notebooks/A1_where_the_time_goes.ipynb, cell 19
 def _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction, need_grad):
     """The loss and, if `need_grad`, its gradients for `hidden` (N, d) and `weight` (V, d).
 
@@ -121,6 +126,7 @@ def _chunked_pass(hidden, weight, targets, chunk_size, ignore_index, reduction, 
     return total * (scale / LOG2E), hits, grad_h, grad_w  # back to nats
 
 
+# %% notebooks/A1_where_the_time_goes.ipynb, cell 21
 class LinearCrossEntropy(torch.autograd.Function):
     """`cross_entropy(hidden @ weight.T, targets)` with the gradients computed in the forward.
 
@@ -150,6 +156,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         return grad_h.mul_(grad_loss), grad_w.mul_(grad_loss), None, None, None, None
 
 
+# %% notebooks/A1_where_the_time_goes.ipynb, cell 23
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                          chunk_size: int = DEFAULT_CHUNK_SIZE, ignore_index: int = -100,
                          reduction: str = "mean", check_ids: bool = True) -> torch.Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_ce_logit_gradient', 'check_chunked_loss']
 
-# %% notebooks/A1_where_the_time_goes.ipynb, cell 26
+# %% notebooks/A1_where_the_time_goes.ipynb, cell 35
 from typing import Callable
 
 import torch
@@ -16,7 +16,7 @@ from torch.overrides import TorchFunctionMode
 from qwenlib.exercises.ch01 import _call, _report
 
 
-# %% notebooks/A1_where_the_time_goes.ipynb, cell 27
+# %% notebooks/A1_where_the_time_goes.ipynb, cell 36
 def check_ce_logit_gradient(ce_grad: Callable) -> bool:
     """Exercise A.1: `ce_grad(logits, target)` is d cross_entropy / d logits for one
     position: `logits` a 1-D float tensor over the vocabulary, `target` an int."""
@@ -38,7 +38,7 @@ def check_ce_logit_gradient(ce_grad: Callable) -> bool:
     return _report(True, "ce_grad is softmax minus one-hot in all 4 cases")
 
 
-# %% notebooks/A1_where_the_time_goes.ipynb, cell 28
+# %% notebooks/A1_where_the_time_goes.ipynb, cell 37
 class _LargestTensor(TorchFunctionMode):
     """Records the largest new tensor (not a view of the inputs) built while active."""
 
