@@ -23,6 +23,7 @@ import torch
 from conftest import ROOT
 from qwenlib import MinimalLLM, PretrainingConfig, load_and_cache_data
 from qwenlib import __main__ as cli
+from qwenlib import cache as data_cache
 from qwenlib import data
 from qwenlib.training import metrics_from_sums, save_checkpoint
 
@@ -364,9 +365,9 @@ def test_a_cache_build_that_loses_a_race_uses_the_winners_cache(tmp_path, monkey
             shutil.copytree(data.cache_path(winner, "builtin"), path)  # the winner's rename
         return real_replace(src, dst)
 
-    monkeypatch.setattr(data.os, "replace", another_process_finishes_first)
+    monkeypatch.setattr(data_cache.os, "replace", another_process_finishes_first)
     texts, tokenizer, tokens = load_and_cache_data(config, verbose=False)
-    monkeypatch.setattr(data.os, "replace", real_replace)
+    monkeypatch.setattr(data_cache.os, "replace", real_replace)
     assert np.array_equal(tokens, load_and_cache_data(winner, verbose=False)[2])
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary folder left
 
@@ -395,7 +396,7 @@ def test_a_read_only_cache_folder_is_one_line(tmp_path, capsys, monkeypatch):
     def refused(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(cache))
 
-    monkeypatch.setattr(data.tempfile, "mkdtemp", refused)
+    monkeypatch.setattr(data_cache.tempfile, "mkdtemp", refused)
     line = one_error_line(capsys, ["data", "--max-tokens", "3000", "--max-seq-len", "32",
                                    "--cache-dir", str(cache)], 1)
     assert line == f"error: {cache}: Permission denied"
