@@ -10,6 +10,7 @@ EXERCISES = [
     (ch01, "check_num_windows", "num_windows"), (ch01, "check_make_pair", "make_pair"),
     (ch01, "check_honest_split", "split"),
     (ch02, "check_fold_gain", "fold"), (ch02, "check_layer_norm_via_rms", "layer_norm_via_rms"),
+    (ch02, "check_rms_norm", "rms_norm"),
     (ch03, "check_interleaved_to_rotate_half", "convert"), (ch03, "check_rope_angle", "angle"),
     (ch04, "check_kv_cache_bytes", "kv_cache_bytes"), (ch04, "check_tokens_that_fit", "tokens_that_fit"),
     (ch05, "check_swiglu", "swiglu"), (ch05, "check_count_parameters", "count_parameters"),

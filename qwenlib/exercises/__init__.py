@@ -5,7 +5,7 @@ generated from the chapters' notebooks into ``qwenlib/exercises/chNN.py``.
 """
 
 from qwenlib.exercises.ch01 import check_honest_split, check_make_pair, check_num_windows
-from qwenlib.exercises.ch02 import check_fold_gain, check_layer_norm_via_rms
+from qwenlib.exercises.ch02 import check_fold_gain, check_layer_norm_via_rms, check_rms_norm
 from qwenlib.exercises.ch03 import check_interleaved_to_rotate_half, check_rope_angle
 from qwenlib.exercises.ch04 import check_kv_cache_bytes, check_tokens_that_fit
 from qwenlib.exercises.ch05 import check_count_parameters, check_swiglu
@@ -50,6 +50,7 @@ __all__ = [
     "check_num_windows",
     "check_per_process_batch",
     "check_resume_index",
+    "check_rms_norm",
     "check_rope_angle",
     "check_safetensors_header",
     "check_singular_values_after_ns",

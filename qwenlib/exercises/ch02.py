@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_fold_gain', 'check_layer_norm_via_rms']
+__all__ = ['check_fold_gain', 'check_layer_norm_via_rms', 'check_rms_norm']
 
 # %% notebooks/02_rmsnorm.ipynb, cell 20
 from typing import Callable
@@ -54,3 +54,63 @@ def check_layer_norm_via_rms(layer_norm: Callable) -> bool:
             return _report(False, "does not match F.layer_norm. Hint: subtract the mean over the "
                            "last dimension first; the RMS of a centred vector is its std")
     return _report(True, "layer_norm_via_rms matches F.layer_norm")
+
+
+# %% notebooks/02_rmsnorm.ipynb, cell 21
+def check_rms_norm(rms_norm: Callable) -> bool:
+    """Exercise 2.3: `rms_norm(x, weight, eps)` is RMSNorm's forward: statistics in fp32, the
+    result cast back to x's dtype, times the gain. Checked against qwenlib's RMSNorm, then
+    inside a model: every norm of a small MinimalLLM runs the learner's function."""
+    from qwenlib.config import PretrainingConfig
+    from qwenlib.model import MinimalLLM
+
+    g = torch.Generator().manual_seed(0)
+    big = torch.randn(2, 3, 16, generator=g)
+    big[0, 0, 0] = 300.0                                   # its square overflows fp16
+    cases = [("random gains, fp32", torch.randn(3, 5, 64, generator=g) * 2, torch.float32, 1e-6,
+              "divide by sqrt(mean(x**2) + eps) over the last dimension: the mean of the "
+              "squares, not their sum, and no mean subtracted"),
+             ("a large eps, small inputs", torch.randn(4, 32, generator=g) * 0.05, torch.float32,
+              0.5, "eps goes inside the square root: x / sqrt(mean(x**2) + eps)"),
+             ("fp16 with one entry of 300", big, torch.float16, 1e-6,
+              "compute the statistics in fp32 and cast back (the section 'Why fp32 inside "
+              "the norm')"),
+             ("bf16, 4,096 wide", torch.randn(8, 4096, generator=g) * 3, torch.bfloat16, 1e-6,
+              "compute in fp32, then cast the normalised x back to x's dtype")]
+    for what, x, dtype, eps, hint in cases:
+        norm = RMSNorm(x.shape[-1], eps).to(dtype)
+        with torch.no_grad():
+            norm.weight.copy_(torch.rand(x.shape[-1], generator=g) + 0.5)
+            x = x.to(dtype)
+            want = norm(x)
+        got, error = _call(rms_norm, x, norm.weight.detach(), eps)
+        if error:
+            return _report(False, error)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != dtype:
+            return _report(False, f"{what}: expected a {dtype} tensor of shape {tuple(want.shape)}, "
+                           f"got {got.dtype if isinstance(got, torch.Tensor) else type(got).__name__} "
+                           f"{tuple(got.shape) if isinstance(got, torch.Tensor) else ''}")
+        tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+        if torch.allclose(got.float() * norm.weight.float(), want.float(), atol=tolerance, rtol=tolerance):
+            hint = "multiply by the gain `weight` (random here, not all ones)"
+        if not torch.allclose(got.float(), want.float(), atol=tolerance, rtol=tolerance):
+            return _report(False, f"{what}: max difference {(got.float() - want.float()).abs().max():.2g}. "
+                           f"Hint: {hint}")
+    config = PretrainingConfig(vocab_size=300, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64,
+                               n_layers=2, max_seq_len=16, rope_theta=5e4)
+    torch.manual_seed(0)
+    model = MinimalLLM(config).eval()
+    norms = [m for m in model.modules() if isinstance(m, RMSNorm)]
+    with torch.no_grad():
+        for m in norms:
+            m.weight.uniform_(0.5, 1.5)
+        ids = torch.randint(0, 300, (3, 16), generator=g)
+        want = model(ids)
+        for m in norms:   # from here on, every norm of the model runs your function
+            m.forward = lambda x, m=m: rms_norm(x, m.weight, m.eps)
+        got = model(ids)
+    difference = (got - want).abs().max().item()
+    if not difference <= 1e-5:
+        return _report(False, f"inside the model the logits differ by {difference:.2g}")
+    return _report(True, f"your rms_norm now normalises all {len(norms)} norms of a 2-block "
+                   f"MinimalLLM: its logits equal qwenlib's (max difference {difference:.1e})")
