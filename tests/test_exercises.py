@@ -12,6 +12,7 @@ EXERCISES = [
     (ch02, "check_fold_gain", "fold"), (ch02, "check_layer_norm_via_rms", "layer_norm_via_rms"),
     (ch02, "check_rms_norm", "rms_norm"),
     (ch03, "check_interleaved_to_rotate_half", "convert"), (ch03, "check_rope_angle", "angle"),
+    (ch03, "check_apply_rope", "apply_rope"),
     (ch04, "check_kv_cache_bytes", "kv_cache_bytes"), (ch04, "check_tokens_that_fit", "tokens_that_fit"),
     (ch05, "check_swiglu", "swiglu"), (ch05, "check_count_parameters", "count_parameters"),
     (ch06, "check_singular_values_after_ns", "predict"), (ch06, "check_muon_split", "goes_to_muon"),

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_interleaved_to_rotate_half', 'check_rope_angle']
+__all__ = ['check_interleaved_to_rotate_half', 'check_rope_angle', 'check_apply_rope']
 
 # %% notebooks/03_rope.ipynb, cell 18
 import math
@@ -90,3 +90,56 @@ def check_rope_angle(angle: Callable) -> bool:
                            f"{float(got):.6g}, expected {want:.6g}. Hint: the frequency of pair i "
                            "is theta ** (-2 i / head_dim) radians per position")
     return _report(True, "angle is right for all 4 cases")
+
+
+# %% notebooks/03_rope.ipynb, cell 21
+def check_apply_rope(apply_rope: Callable) -> bool:
+    """Exercise 3.3: `apply_rope(x, cos, sin)` rotates x (..., T, head_dim) by the angle tables
+    (T, head_dim) in the rotate-half layout. Checked against qwenlib's Rotary, then inside a
+    model: every attention layer of a small MinimalLLM rotates its queries and keys with it,
+    and greedy decoding with the KV cache (positions past 0) must give the same tokens."""
+    from qwenlib.config import PretrainingConfig
+    from qwenlib.generation import generate_ids
+    from qwenlib.model import MinimalLLM
+    from qwenlib.rope import Rotary
+
+    g = torch.Generator().manual_seed(0)
+    for what, shape, theta, offset in [("2 heads x 7 positions", (3, 2, 7, 16), 1e4, 0),
+                                       ("rope_theta 5e4, from position 5", (1, 4, 9, 32), 5e4, 5),
+                                       ("head_dim 8, one position", (2, 1, 1, 8), 1e6, 40)]:
+        rotary = Rotary(shape[-1], 64, theta)
+        x = torch.randn(*shape, generator=g)
+        cos, sin = (t[offset:] for t in rotary.tables(offset + shape[-2], x.device))
+        got, error = _call(apply_rope, x, cos, sin)
+        if error:
+            return _report(False, error)
+        want = rotary(x, offset=offset)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return _report(False, f"{what}: expected a tensor of shape {tuple(want.shape)}")
+        if not torch.allclose(got, want, atol=1e-5):
+            first = x.clone()
+            first[..., 1:] = 0   # only channel 0: where does it go?
+            spread, _ = _call(apply_rope, first, cos, sin)
+            moved = isinstance(spread, torch.Tensor) and spread[..., shape[-1] // 2].abs().sum() > 0
+            hint = ("the partner of channel i is channel i + head_dim/2 (rotate-half), not i + 1"
+                    if not moved else "x * cos + rotate_half(x) * sin, with rotate_half(x1, x2) "
+                    "= (-x2, x1): check the sign and which half is negated")
+            return _report(False, f"{what}: max difference {(got - want).abs().max():.2g}. Hint: {hint}")
+    config = PretrainingConfig(vocab_size=300, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64,
+                               n_layers=2, max_seq_len=32, rope_theta=5e4)
+    torch.manual_seed(0)
+    model = MinimalLLM(config).eval()
+    prompt = torch.randint(0, 300, (2, 5), generator=g)
+    want = torch.stack(list(generate_ids(model, prompt, 12, temperature=0)), 1)
+    rotary = model.layers[0].self_attn.rotary   # one instance serves every layer
+
+    def yours(x, offset=0):
+        cos, sin = rotary.tables(offset + x.shape[-2], x.device)
+        return apply_rope(x, cos[offset:].to(x.dtype), sin[offset:].to(x.dtype))
+
+    rotary.forward = yours   # from here on, every layer's q and k are rotated by your function
+    got = torch.stack(list(generate_ids(model, prompt, 12, temperature=0)), 1)
+    if not torch.equal(got, want):
+        return _report(False, "inside the model the greedy tokens differ from qwenlib's")
+    return _report(True, f"your apply_rope now rotates the queries and keys of both layers: greedy "
+                   f"decoding with the KV cache gives qwenlib's {want.numel()} tokens")

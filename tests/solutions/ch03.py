@@ -24,10 +24,46 @@ def _convert_with_a_row_list(weight, head_dim):
     return weight[rows]
 
 
+def apply_rope(x, cos, sin):
+    x1, x2 = x.chunk(2, dim=-1)                    # pair i is (x1[i], x2[i])
+    rotated_half = torch.cat((-x2, x1), dim=-1)
+    return x * cos + rotated_half * sin
+
+
+def _apply_rope_by_halves(x, cos, sin):
+    half = x.shape[-1] // 2
+    x1, x2, c, s = x[..., :half], x[..., half:], cos[..., :half], sin[..., :half]
+    return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)
+
+
+def _interleaved_rope(x, cos, sin):                 # pairs (2i, 2i+1): GPT-J's layout
+    pairs = x.unflatten(-1, (-1, 2))
+    half = x.shape[-1] // 2
+    c, s = cos[..., :half, None], sin[..., :half, None]
+    a, b = pairs[..., :1], pairs[..., 1:]
+    return torch.cat((a * c - b * s, b * c + a * s), dim=-1).flatten(-2)
+
+
+def _wrong_sign(x, cos, sin):                       # rotates the other way
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((x2, -x1), dim=-1) * sin
+
+
+def _swapped_tables(x, cos, sin):
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * sin + torch.cat((-x2, x1), dim=-1) * cos
+
+
+def _no_negation(x, cos, sin):                      # a reflection, not a rotation
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((x2, x1), dim=-1) * sin
+
+
 ALTERNATIVE = {
     "convert": [_convert_with_a_row_list,
                 lambda w, d: w.unflatten(0, (-1, d // 2, 2)).transpose(1, 2).flatten(0, 2)],
     "angle": [lambda i, p, d, t: p / t ** (2 * i / d)],
+    "apply_rope": [_apply_rope_by_halves],
 }
 
 
@@ -44,4 +80,5 @@ WRONG = {
                 lambda w, d: w.view(-1, d, w.shape[-1]).flip(1).reshape(w.shape)],       # reversed
     "angle": [lambda i, p, d, t: p * t ** (-i / d),                                 # i instead of 2i
               lambda i, p, d, t: t ** (-2 * i / d)],                                # forgets the position
+    "apply_rope": [_interleaved_rope, _wrong_sign, _swapped_tables, _no_negation],
 }
