@@ -18,6 +18,7 @@ EXERCISES = [
     (ch06, "check_singular_values_after_ns", "predict"), (ch06, "check_muon_split", "goes_to_muon"),
     (ch07, "check_warmup_linear", "schedule"), (ch07, "check_accumulation", "train_step"),
     (ch08, "check_top_k_keep", "top_k_keep"), (ch08, "check_greedy_decode", "greedy_decode"),
+    (ch08, "check_top_p_filter", "top_p_filter"),
     (ch09, "check_early_stop", "early_stop"),
     (ch09, "check_bits_per_character", "bits_per_character"),
     (ch09b, "check_best_is_inside", "best_is_inside"), (ch09b, "check_crossing_update", "crossing"),

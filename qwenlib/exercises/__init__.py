@@ -11,7 +11,7 @@ from qwenlib.exercises.ch04 import check_kv_cache_bytes, check_tokens_that_fit
 from qwenlib.exercises.ch05 import check_count_parameters, check_swiglu
 from qwenlib.exercises.ch06 import check_muon_split, check_singular_values_after_ns
 from qwenlib.exercises.ch07 import check_accumulation, check_warmup_linear
-from qwenlib.exercises.ch08 import check_greedy_decode, check_top_k_keep
+from qwenlib.exercises.ch08 import check_greedy_decode, check_top_k_keep, check_top_p_filter
 from qwenlib.exercises.ch09 import check_bits_per_character, check_early_stop
 from qwenlib.exercises.ch09b import check_best_is_inside, check_crossing_update
 from qwenlib.exercises.ch10 import check_per_process_batch, check_unshard
@@ -58,6 +58,7 @@ __all__ = [
     "check_swiglu",
     "check_tokens_that_fit",
     "check_top_k_keep",
+    "check_top_p_filter",
     "check_unshard",
     "check_warmup_linear",
 ]

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_top_k_keep', 'check_greedy_decode']
+__all__ = ['check_top_k_keep', 'check_greedy_decode', 'check_top_p_filter']
 
 # %% notebooks/08_generation.ipynb, cell 43
 from typing import Callable
@@ -13,7 +13,7 @@ import torch
 
 from qwenlib.config import PretrainingConfig
 from qwenlib.exercises.ch01 import _call, _report
-from qwenlib.generation import generate_ids
+from qwenlib.generation import filter_logits, generate_ids
 from qwenlib.model import MinimalLLM
 
 
@@ -70,3 +70,56 @@ def check_greedy_decode(greedy_decode: Callable) -> bool:
                            f"{want}. Hint: at each step run the model on all tokens so far, take "
                            "the argmax of the last position's logits and append it")
     return _report(True, "greedy_decode matches qwenlib's greedy decoding in both cases")
+
+
+# %% notebooks/08_generation.ipynb, cell 46
+def check_top_p_filter(top_p_filter: Callable) -> bool:
+    """Exercise 8.3: `top_p_filter(logits, p)` sets to -inf, row by row, every logit outside the
+    smallest set of most probable tokens whose probabilities add up to at least p. Checked
+    against filter_logits, then inside the sampler: a small model samples with it."""
+    import qwenlib.generation as generation
+
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randn(3, 50, generator=g) * 2
+    crossing = torch.tensor([[0.1, 0.4, 0.05, 0.3, 0.15]]).log()   # sorted: .4 .3 .15 .1 .05
+    cases = [("a batch of 3, p=0.9", rows, 0.9), ("a batch of 3, p=0.5", rows, 0.5),
+             ("probabilities .4 .3 .15 .1 .05 (shuffled), p=0.65: .4 + .3 crosses it", crossing, 0.65),
+             ("one token above p", torch.tensor([[0.0, 5.0, 1.0, -1.0]]), 0.5),
+             ("p=1: nothing removed", rows, 1.0)]
+    for what, logits, p in cases:
+        got, error = _call(top_p_filter, logits.clone(), p)
+        if error:
+            return _report(False, error)
+        want = filter_logits(logits, 1.0, None, p)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return _report(False, f"{what}: expected a tensor of shape {tuple(want.shape)}")
+        kept, kept_want = torch.isfinite(got), torch.isfinite(want)
+        if not torch.equal(kept, kept_want) or not torch.allclose(got[kept], want[kept_want].to(got.dtype)):
+            hint = ("keep the token whose probability crosses p: drop a token only when the ones "
+                    "ranked above it already add up to p" if kept.sum() < kept_want.sum() else
+                    "sort by probability first, add up from the most probable, then put the "
+                    "decisions back in vocabulary order")
+            return _report(False, f"{what}: keeps {kept.sum().item()} tokens, expected "
+                           f"{kept_want.sum().item()}. Hint: {hint}")
+    config = PretrainingConfig(vocab_size=300, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64,
+                               n_layers=2, max_seq_len=32)
+    torch.manual_seed(0)
+    model = MinimalLLM(config).eval()
+    prompt = torch.randint(0, 300, (4, 3), generator=g)
+    want = torch.stack(list(generate_ids(model, prompt, 20, temperature=1.0, top_k=0,
+                                         top_p=0.9, seed=7)), 1)
+    plain = generation.filter_logits
+
+    def yours(logits, temperature=1.0, top_k=None, top_p=1.0):   # the sampler's filter, top-p yours
+        return top_p_filter(plain(logits, temperature, top_k, 1.0), top_p)
+
+    generation.filter_logits = yours
+    try:
+        got = torch.stack(list(generate_ids(model, prompt, 20, temperature=1.0, top_k=0,
+                                            top_p=0.9, seed=7)), 1)
+    finally:
+        generation.filter_logits = plain
+    if not torch.equal(got, want):
+        return _report(False, "inside the sampler the sampled tokens differ from qwenlib's")
+    return _report(True, f"your top_p_filter now chooses the nucleus of a model's sampler: "
+                   f"the same {want.numel()} sampled tokens as qwenlib's (seed 7, top_p 0.9)")
