@@ -14,6 +14,7 @@ EXERCISES = [
     (ch03, "check_interleaved_to_rotate_half", "convert"), (ch03, "check_rope_angle", "angle"),
     (ch03, "check_apply_rope", "apply_rope"),
     (ch04, "check_kv_cache_bytes", "kv_cache_bytes"), (ch04, "check_tokens_that_fit", "tokens_that_fit"),
+    (ch04, "check_causal_attention", "causal_attention"),
     (ch05, "check_swiglu", "swiglu"), (ch05, "check_count_parameters", "count_parameters"),
     (ch06, "check_singular_values_after_ns", "predict"), (ch06, "check_muon_split", "goes_to_muon"),
     (ch07, "check_warmup_linear", "schedule"), (ch07, "check_accumulation", "train_step"),

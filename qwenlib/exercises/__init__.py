@@ -7,7 +7,7 @@ generated from the chapters' notebooks into ``qwenlib/exercises/chNN.py``.
 from qwenlib.exercises.ch01 import check_honest_split, check_make_pair, check_num_windows
 from qwenlib.exercises.ch02 import check_fold_gain, check_layer_norm_via_rms, check_rms_norm
 from qwenlib.exercises.ch03 import check_apply_rope, check_interleaved_to_rotate_half, check_rope_angle
-from qwenlib.exercises.ch04 import check_kv_cache_bytes, check_tokens_that_fit
+from qwenlib.exercises.ch04 import check_causal_attention, check_kv_cache_bytes, check_tokens_that_fit
 from qwenlib.exercises.ch05 import check_count_parameters, check_swiglu
 from qwenlib.exercises.ch06 import check_muon_split, check_singular_values_after_ns
 from qwenlib.exercises.ch07 import check_accumulation, check_warmup_linear
@@ -28,6 +28,7 @@ __all__ = [
     "check_best_is_inside",
     "check_bits_per_character",
     "check_cache_digest",
+    "check_causal_attention",
     "check_ce_logit_gradient",
     "check_checksum",
     "check_chunked_loss",

@@ -24,11 +24,20 @@ def _report(ok: bool, message: str) -> bool:
     return ok
 
 
+def _short(arg) -> str:
+    """An argument as a failure message shows it: a tensor by its dtype and shape."""
+    if isinstance(arg, torch.Tensor):
+        return f"<{str(arg.dtype).removeprefix('torch.')} tensor {tuple(arg.shape)}>"
+    text = repr(arg)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _call(fn: Callable, *args):
     try:
         return fn(*args), None
     except Exception as e:  # the learner's code may fail in any way; report it
-        return None, f"{fn.__name__}{args} raised {type(e).__name__}: {e}"
+        shown = ", ".join(map(_short, args))
+        return None, f"{getattr(fn, '__name__', 'your function')}({shown}) raised {type(e).__name__}: {e}"
 
 
 def _pair(got, what: str):

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_tokens_that_fit', 'check_kv_cache_bytes']
+__all__ = ['check_tokens_that_fit', 'check_kv_cache_bytes', 'check_causal_attention']
 
 # %% notebooks/04_attention.ipynb, cell 28
 from typing import Callable
@@ -59,3 +59,69 @@ def check_kv_cache_bytes(kv_cache_bytes: Callable) -> bool:
             return _report(False, f"kv_cache_bytes{args} returned {got!r}, expected {want:,}. "
                            f"Hint: count {hint}")
     return _report(True, "kv_cache_bytes is right for all 4 cases")
+
+
+# %% notebooks/04_attention.ipynb, cell 29
+class _YourCausalAttention:
+    """torch.nn.functional, except that a plain causal attention runs the learner's code."""
+
+    def __init__(self, functional, attend: Callable):
+        self._functional, self._attend = functional, attend
+
+    def __getattr__(self, name: str):
+        return getattr(self._functional, name)
+
+    def scaled_dot_product_attention(self, q, k, v, attn_mask=None, is_causal=False, **kwargs):
+        if attn_mask is None and is_causal:
+            return self._attend(q, k, v)
+        return self._functional.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                                             is_causal=is_causal, **kwargs)
+
+
+# %% notebooks/04_attention.ipynb, cell 30
+def check_causal_attention(causal_attention: Callable) -> bool:
+    """Exercise 4.3: `causal_attention(q, k, v)`, q (B, H, T, D) and k, v (B, H_kv, T, D):
+    softmax(q k^T / sqrt(D)) v with a causal mask, each group of H / H_kv query heads reading
+    one key/value head. Checked against PyTorch's, then inside a model's every layer."""
+    import torch.nn.functional as F
+
+    import qwenlib.attention as attention
+    from qwenlib.config import PretrainingConfig
+    from qwenlib.model import MinimalLLM
+
+    g = torch.Generator().manual_seed(0)
+    for what, (B, H, H_kv, T, D) in [("4 query heads on 2 key/value heads", (3, 4, 2, 7, 16)),
+                                     ("6 query heads on 3 (groups of 2)", (2, 6, 3, 5, 8)),
+                                     ("one key/value head for 4 (MQA)", (1, 4, 1, 9, 32))]:
+        q, k, v = (torch.randn(B, h, T, D, generator=g) for h in (H, H_kv, H_kv))
+        want = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        got, error = _call(causal_attention, q, k, v)
+        if error:
+            return _report(False, error)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return _report(False, f"{what}: expected a tensor of shape {tuple(want.shape)}")
+        if not torch.allclose(got, want, atol=1e-5):
+            # position 0 sees only itself: its output is one key/value head's v at position 0
+            alone = all(any(torch.allclose(got[b, h, 0], v[b, j, 0], atol=1e-5) for j in range(H_kv))
+                        for b in range(B) for h in range(H))
+            hint = ("query head h reads key/value head h // (H / H_kv), and the scores are "
+                    "divided by sqrt(D)" if alone else "position t may attend to positions "
+                    "0 .. t, itself included: mask only the keys after t")
+            return _report(False, f"{what}: max difference {(got - want).abs().max():.2g}. Hint: {hint}")
+    config = PretrainingConfig(vocab_size=300, d_model=48, n_heads=6, n_kv_heads=3, d_ff=64,
+                               n_layers=2, max_seq_len=32, rope_theta=5e4)
+    torch.manual_seed(0)
+    model = MinimalLLM(config).eval()
+    ids = torch.randint(0, 300, (3, 20), generator=g)
+    with torch.no_grad():
+        want = model(ids)
+        attention.F = _YourCausalAttention(F, causal_attention)  # every layer attends with yours
+        try:
+            got = model(ids)
+        finally:
+            attention.F = F
+    difference = (got - want).abs().max().item()
+    if not difference <= 1e-4:
+        return _report(False, f"inside the model the logits differ by {difference:.2g}")
+    return _report(True, f"your causal_attention now runs in both layers of a MinimalLLM with 6 "
+                   f"query and 3 key/value heads: logits equal to {difference:.1e}")

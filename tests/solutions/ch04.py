@@ -2,6 +2,8 @@
 
 import math
 
+import torch
+
 
 def kv_cache_bytes(n_layers, n_kv_heads, head_dim, tokens, bytes_per_value):
     return 2 * n_layers * n_kv_heads * head_dim * tokens * bytes_per_value
@@ -22,9 +24,57 @@ def _tokens_that_fit_by_halving(config, memory_bytes, bytes_per_value):
     return int(memory_bytes / bytes_per_value / 2 // values_per_token)
 
 
+def causal_attention(q, k, v):
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5          # (B, H, T, T)
+    T = q.shape[-2]
+    future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)   # keys after the query
+    return torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1) @ v
+
+
+def _attention_by_groups(q, k, v):                 # one key/value head at a time, no copies
+    B, H, T, D = q.shape
+    H_kv = k.shape[1]
+    qg = q.view(B, H_kv, H // H_kv, T, D)
+    scores = torch.einsum("bgqtd,bgsd->bgqts", qg, k) / D ** 0.5
+    mask = torch.ones(T, T, dtype=torch.bool).tril()
+    weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+    return torch.einsum("bgqts,bgsd->bgqtd", weights, v).reshape(B, H, T, D)
+
+
+def _no_mask(q, k, v):
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    return torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1) @ v
+
+
+def _mask_off_by_one(q, k, v):                      # hides the token itself too
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    T = q.shape[-2]
+    future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=0)
+    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(future, float("-inf"))
+    return torch.nan_to_num(torch.softmax(scores, dim=-1)) @ v
+
+
+def _heads_round_robin(q, k, v):                    # head h reads h % H_kv, not h // group
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat(1, group, 1, 1), v.repeat(1, group, 1, 1)
+    T = q.shape[-2]
+    future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)
+    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(future, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def _scaled_by_d(q, k, v):                          # 1 / D instead of 1 / sqrt(D)
+    return causal_attention(q / q.shape[-1] ** 0.5, k, v)
+
+
 ALTERNATIVE = {
     "kv_cache_bytes": [lambda L, h, d, t, b: (L * t) * (h * d) * (2 * b)],
     "tokens_that_fit": [_tokens_that_fit_by_halving],
+    "causal_attention": [_attention_by_groups],
 }
 
 
@@ -52,4 +102,5 @@ WRONG = {
     "tokens_that_fit": [_uses_hidden_over_heads, _query_heads, _rounds_up,
                         lambda c, m, b: tokens_that_fit(c, m, b) * 2,          # keys only
                         lambda c, m, b: m / _per_token(c, b)],                   # not whole tokens
+    "causal_attention": [_no_mask, _mask_off_by_one, _heads_round_robin, _scaled_by_d],
 }
