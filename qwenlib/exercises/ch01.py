@@ -19,6 +19,18 @@ import torch
 from qwenlib.data import TextTokenDataset
 
 
+def _small_model(**shape):
+    """The seeded 2-block model (vocabulary 300) the "write it" checks run the learner's
+    code inside, in eval mode; `shape` overrides its config's fields."""
+    from qwenlib.config import PretrainingConfig
+    from qwenlib.model import MinimalLLM
+
+    config = PretrainingConfig(**{**dict(vocab_size=300, d_model=32, n_heads=4, n_kv_heads=2,
+                                         d_ff=64, n_layers=2, max_seq_len=32), **shape})
+    torch.manual_seed(0)
+    return MinimalLLM(config).eval()
+
+
 def _report(ok: bool, message: str) -> bool:
     print(("✓ " if ok else "✗ ") + message)
     return ok

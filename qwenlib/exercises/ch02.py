@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from qwenlib.exercises.ch01 import _call, _report
+from qwenlib.exercises.ch01 import _call, _report, _small_model
 from qwenlib.norm import RMSNorm
 
 
@@ -61,9 +61,6 @@ def check_rms_norm(rms_norm: Callable) -> bool:
     """Exercise 2.3: `rms_norm(x, weight, eps)` is RMSNorm's forward: statistics in fp32, the
     result cast back to x's dtype, times the gain. Checked against qwenlib's RMSNorm, then
     inside a model: every norm of a small MinimalLLM runs the learner's function."""
-    from qwenlib.config import PretrainingConfig
-    from qwenlib.model import MinimalLLM
-
     g = torch.Generator().manual_seed(0)
     big = torch.randn(2, 3, 16, generator=g)
     big[0, 0, 0] = 300.0                                   # its square overflows fp16
@@ -96,10 +93,7 @@ def check_rms_norm(rms_norm: Callable) -> bool:
         if not torch.allclose(got.float(), want.float(), atol=tolerance, rtol=tolerance):
             return _report(False, f"{what}: max difference {(got.float() - want.float()).abs().max():.2g}. "
                            f"Hint: {hint}")
-    config = PretrainingConfig(vocab_size=300, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64,
-                               n_layers=2, max_seq_len=16, rope_theta=5e4)
-    torch.manual_seed(0)
-    model = MinimalLLM(config).eval()
+    model = _small_model(max_seq_len=16, rope_theta=5e4)
     norms = [m for m in model.modules() if isinstance(m, RMSNorm)]
     with torch.no_grad():
         for m in norms:

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from qwenlib.exercises.ch01 import _call, _report
+from qwenlib.exercises.ch01 import _call, _report, _small_model
 from qwenlib.rope import Rotary
 
 
@@ -98,9 +98,7 @@ def check_apply_rope(apply_rope: Callable) -> bool:
     (T, head_dim) in the rotate-half layout. Checked against qwenlib's Rotary, then inside a
     model: every attention layer of a small MinimalLLM rotates its queries and keys with it,
     and greedy decoding with the KV cache (positions past 0) must give the same tokens."""
-    from qwenlib.config import PretrainingConfig
     from qwenlib.generation import generate_ids
-    from qwenlib.model import MinimalLLM
     from qwenlib.rope import Rotary
 
     g = torch.Generator().manual_seed(0)
@@ -125,10 +123,7 @@ def check_apply_rope(apply_rope: Callable) -> bool:
                     if not moved else "x * cos + rotate_half(x) * sin, with rotate_half(x1, x2) "
                     "= (-x2, x1): check the sign and which half is negated")
             return _report(False, f"{what}: max difference {(got - want).abs().max():.2g}. Hint: {hint}")
-    config = PretrainingConfig(vocab_size=300, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64,
-                               n_layers=2, max_seq_len=32, rope_theta=5e4)
-    torch.manual_seed(0)
-    model = MinimalLLM(config).eval()
+    model = _small_model(rope_theta=5e4)
     prompt = torch.randint(0, 300, (2, 5), generator=g)
     want = torch.stack(list(generate_ids(model, prompt, 12, temperature=0)), 1)
     rotary = model.layers[0].self_attn.rotary   # one instance serves every layer

@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from qwenlib.exercises.ch01 import _call, _report
+from qwenlib.exercises.ch01 import _call, _report, _small_model
 
 
 def check_tokens_that_fit(tokens_that_fit: Callable) -> bool:
@@ -86,8 +86,6 @@ def check_causal_attention(causal_attention: Callable) -> bool:
     import torch.nn.functional as F
 
     import qwenlib.attention as attention
-    from qwenlib.config import PretrainingConfig
-    from qwenlib.model import MinimalLLM
 
     g = torch.Generator().manual_seed(0)
     for what, (B, H, H_kv, T, D) in [("4 query heads on 2 key/value heads", (3, 4, 2, 7, 16)),
@@ -108,10 +106,7 @@ def check_causal_attention(causal_attention: Callable) -> bool:
                     "divided by sqrt(D)" if alone else "position t may attend to positions "
                     "0 .. t, itself included: mask only the keys after t")
             return _report(False, f"{what}: max difference {(got - want).abs().max():.2g}. Hint: {hint}")
-    config = PretrainingConfig(vocab_size=300, d_model=48, n_heads=6, n_kv_heads=3, d_ff=64,
-                               n_layers=2, max_seq_len=32, rope_theta=5e4)
-    torch.manual_seed(0)
-    model = MinimalLLM(config).eval()
+    model = _small_model(d_model=48, n_heads=6, n_kv_heads=3, rope_theta=5e4)
     ids = torch.randint(0, 300, (3, 20), generator=g)
     with torch.no_grad():
         want = model(ids)

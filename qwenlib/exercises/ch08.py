@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from qwenlib.config import PretrainingConfig
-from qwenlib.exercises.ch01 import _call, _report
+from qwenlib.exercises.ch01 import _call, _report, _small_model
 from qwenlib.generation import filter_logits, generate_ids
 from qwenlib.model import MinimalLLM
 
@@ -101,10 +101,7 @@ def check_top_p_filter(top_p_filter: Callable) -> bool:
                     "decisions back in vocabulary order")
             return _report(False, f"{what}: keeps {kept.sum().item()} tokens, expected "
                            f"{kept_want.sum().item()}. Hint: {hint}")
-    config = PretrainingConfig(vocab_size=300, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64,
-                               n_layers=2, max_seq_len=32)
-    torch.manual_seed(0)
-    model = MinimalLLM(config).eval()
+    model = _small_model()
     prompt = torch.randint(0, 300, (4, 3), generator=g)
     want = torch.stack(list(generate_ids(model, prompt, 20, temperature=1.0, top_k=0,
                                          top_p=0.9, seed=7)), 1)
