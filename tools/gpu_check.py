@@ -86,7 +86,8 @@ def main() -> int:
     py = sys.executable
     with open(out / "gpu-check.log", "w", encoding="utf-8") as log:
         summary["steps"].append(run("cuda tests", [py, "-m", "pytest", "tests/test_cuda.py", "-m", "cuda",
-                                                   "-v", "-s", "-p", "no:cacheprovider"], log, 240))
+                                                   "-v", "-s", "-p", "no:cacheprovider"], log, 240,
+                                    env={"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}))
         if not args.skip_chapter9:
             summary["steps"].append(run(
                 "chapter 9, full run",
