@@ -8,9 +8,9 @@ from qwenlib.exercises.ch01 import check_honest_split, check_make_pair, check_nu
 from qwenlib.exercises.ch02 import check_fold_gain, check_layer_norm_via_rms, check_rms_norm
 from qwenlib.exercises.ch03 import check_apply_rope, check_interleaved_to_rotate_half, check_rope_angle
 from qwenlib.exercises.ch04 import check_causal_attention, check_kv_cache_bytes, check_tokens_that_fit
-from qwenlib.exercises.ch05 import check_count_parameters, check_swiglu
-from qwenlib.exercises.ch06 import check_muon_split, check_singular_values_after_ns
-from qwenlib.exercises.ch07 import check_accumulation, check_warmup_linear
+from qwenlib.exercises.ch05 import check_count_parameters, check_decoder_block, check_swiglu
+from qwenlib.exercises.ch06 import check_muon_split, check_newton_schulz, check_singular_values_after_ns
+from qwenlib.exercises.ch07 import check_accumulation, check_update, check_warmup_linear
 from qwenlib.exercises.ch08 import check_greedy_decode, check_top_k_keep, check_top_p_filter
 from qwenlib.exercises.ch09 import check_bits_per_character, check_early_stop
 from qwenlib.exercises.ch09b import check_best_is_inside, check_crossing_update
@@ -34,6 +34,7 @@ __all__ = [
     "check_chunked_loss",
     "check_count_parameters",
     "check_crossing_update",
+    "check_decoder_block",
     "check_early_stop",
     "check_finite_number",
     "check_fold_gain",
@@ -49,6 +50,7 @@ __all__ = [
     "check_layer_norm_via_rms",
     "check_make_pair",
     "check_muon_split",
+    "check_newton_schulz",
     "check_num_windows",
     "check_per_process_batch",
     "check_resume_index",
@@ -61,5 +63,6 @@ __all__ = [
     "check_top_k_keep",
     "check_top_p_filter",
     "check_unshard",
+    "check_update",
     "check_warmup_linear",
 ]

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_swiglu', 'check_count_parameters']
+__all__ = ['check_swiglu', 'check_decoder_block', 'check_count_parameters']
 
 # %% notebooks/05_swiglu_and_model.ipynb, cell 45
 from typing import Callable
@@ -13,29 +13,108 @@ import torch
 import torch.nn.functional as F
 
 from qwenlib.config import PretrainingConfig
-from qwenlib.exercises.ch01 import _call, _report
-from qwenlib.model import MinimalLLM
+from qwenlib.exercises.ch01 import _call, _report, _small_model
+from qwenlib.model import MinimalLLM, Qwen3DecoderLayer, Qwen3MLP
+from qwenlib.norm import RMSNorm
 
 
 def check_swiglu(swiglu: Callable) -> bool:
     """Exercise 5.1: `swiglu(x, w_gate, w_up, w_down)` with weights stored as in nn.Linear
-    (shape (out, in))."""
-    torch.manual_seed(0)
-    x = torch.randn(2, 5, 16)
-    w_gate, w_up, w_down = torch.randn(40, 16), torch.randn(40, 16), torch.randn(16, 40)
-    want = F.linear(F.silu(F.linear(x, w_gate)) * F.linear(x, w_up), w_down)
-    got, error = _call(swiglu, x, w_gate, w_up, w_down)
-    if error:
-        return _report(False, error)
-    if not isinstance(got, torch.Tensor) or got.shape != want.shape or \
-            not torch.allclose(got, want, atol=1e-4, rtol=1e-4):
-        return _report(False, "wrong output. Hint: silu(x @ w_gate.T) * (x @ w_up.T), then "
-                       "@ w_down.T; the activation goes on the gate only")
-    return _report(True, "swiglu is right")
+    (shape (out, in)). Checked on its own, then inside a model: every MLP of a small
+    MinimalLLM runs the learner's function."""
+    g = torch.Generator().manual_seed(0)
+    for shape, d_ff in (((3, 5, 16), 40), ((1, 7, 24), 24)):
+        x = torch.randn(*shape, generator=g)
+        w_gate, w_up = torch.randn(d_ff, shape[-1], generator=g), torch.randn(d_ff, shape[-1], generator=g)
+        w_down = torch.randn(shape[-1], d_ff, generator=g)
+        want = F.linear(F.silu(F.linear(x, w_gate)) * F.linear(x, w_up), w_down)
+        got, error = _call(swiglu, x, w_gate, w_up, w_down)
+        if error:
+            return _report(False, error)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return _report(False, f"expected a tensor of shape {tuple(want.shape)}, got "
+                           f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}")
+        if not torch.allclose(got, want, atol=1e-4, rtol=1e-4):
+            return _report(False, f"{shape[-1]} channels into {d_ff} hidden units: max difference "
+                           f"{(got - want).abs().max():.2g}. Hint: silu(x @ w_gate.T) * (x @ w_up.T), "
+                           "then @ w_down.T; SiLU goes on the gate only (section 'SwiGLU')")
+    model = _small_model()
+    mlps = [m for m in model.modules() if isinstance(m, Qwen3MLP)]
+    ids = torch.randint(0, 300, (3, 16), generator=g)
+    with torch.no_grad():
+        want = model(ids)
+        for m in mlps:   # from here on, every feed-forward of the model runs your function
+            m.forward = lambda x, m=m: swiglu(x, m.gate_proj.weight, m.up_proj.weight, m.down_proj.weight)
+        got = model(ids)
+    difference = (got - want).abs().max().item()
+    if not difference <= 1e-5:
+        return _report(False, f"inside the model the logits differ by {difference:.2g}")
+    return _report(True, f"your swiglu now runs all {len(mlps)} feed-forward layers of a 2-block "
+                   f"MinimalLLM: its logits equal qwenlib's (max difference {difference:.1e})")
 
 
+# %% notebooks/05_swiglu_and_model.ipynb, cell 46
+def _block_parts(layer: Qwen3DecoderLayer) -> tuple:
+    return (layer.self_attn, layer.mlp, layer.input_layernorm, layer.post_attention_layernorm,
+            layer.dropout)
+
+
+def check_decoder_block(decoder_block: Callable) -> bool:
+    """Exercise 5.2: `decoder_block(x, attention, mlp, input_norm, post_norm, dropout)` is one
+    pre-norm block. Checked against Qwen3DecoderLayer with random norm gains and dropout on
+    (the same random numbers on both sides), then inside a model: every block of a small
+    MinimalLLM runs the learner's function, and its training loss must be qwenlib's."""
+    hint = ("Hint: x = x + dropout(attention(input_norm(x))), then x = x + "
+            "dropout(mlp(post_norm(x))): the norm inside each branch, the residual stream "
+            "itself never normalised (section 'The block and the model')")
+    model = _small_model(dropout=0.3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)         # random gains: a norm used twice shows
+            elif "layers" in name:
+                p.mul_(10)                   # branches of a size that shows in the sum
+    layer = model.layers[0].train()
+    x = torch.randn(3, 9, model.config.d_model, generator=torch.Generator().manual_seed(1))
+    for mode in ("eval", "train"):
+        layer.train(mode == "train")
+        with torch.no_grad():
+            torch.manual_seed(5)
+            want = layer(x)
+            torch.manual_seed(5)
+            got, error = _call(decoder_block, x, *_block_parts(layer))
+        if error:
+            return _report(False, error)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return _report(False, f"expected a tensor of shape {tuple(want.shape)}, got "
+                           f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}")
+        if not torch.allclose(got, want, atol=1e-5, rtol=1e-5):
+            if mode == "train":
+                hint = ("it matched in eval mode; apply dropout once to each branch's output, "
+                        "attention's first, before the add")
+            return _report(False, f"one block in {mode} mode: max difference "
+                           f"{(got - want).abs().max():.2g}. Hint: {hint}")
+    model.train()
+    ids = torch.randint(0, 300, (3, 16), generator=torch.Generator().manual_seed(2))
+    targets = ids.roll(-1, dims=1)
+    with torch.no_grad():
+        torch.manual_seed(7)
+        want = model.loss(ids, targets)
+        for layer in model.layers:   # from here on, every block of the model runs your function
+            layer.forward = lambda x, past_kv=None, layer=layer: decoder_block(x, *_block_parts(layer))
+        torch.manual_seed(7)
+        got = model.loss(ids, targets)
+    difference = (got - want).abs().item()
+    if not difference <= 1e-5:
+        return _report(False, f"inside the model, in training with dropout 0.3, the loss differs by "
+                       f"{difference:.2g}")
+    return _report(True, f"your decoder_block now runs both blocks of a MinimalLLM in training "
+                   f"(dropout 0.3): its loss equals qwenlib's ({got.item():.4f}, difference {difference:.1e})")
+
+
+# %% notebooks/05_swiglu_and_model.ipynb, cell 47
 def check_count_parameters(count_parameters: Callable) -> bool:
-    """Exercise 5.2: `count_parameters(config)`, the number of parameters of
+    """Exercise 5.3: `count_parameters(config)`, the number of parameters of
     MinimalLLM(config) with the tied embedding counted once, by formula."""
     configs = [PretrainingConfig(),
                PretrainingConfig(n_kv_heads=4, n_layers=5),

@@ -4,15 +4,16 @@
 
 from __future__ import annotations
 
-__all__ = ['check_singular_values_after_ns', 'check_muon_split']
+__all__ = ['check_singular_values_after_ns', 'check_muon_split', 'check_newton_schulz']
 
 # %% notebooks/06_muon.ipynb, cell 31
+import copy
 from typing import Callable
 
 import torch
 
 from qwenlib.config import PretrainingConfig
-from qwenlib.exercises.ch01 import _call, _report
+from qwenlib.exercises.ch01 import _call, _report, _small_model
 from qwenlib.model import MinimalLLM
 from qwenlib.muon import setup_muon_optimizer, zeropower_via_newtonschulz5
 
@@ -59,3 +60,86 @@ def check_muon_split(goes_to_muon: Callable) -> bool:
             return _report(False, f"{name} (shape {tuple(p.shape)}) goes to {where}. Hint: Muon "
                            "takes the 2-D matrices inside the blocks, nothing else")
     return _report(True, "you predicted the split for every parameter")
+
+
+# %% notebooks/06_muon.ipynb, cell 32
+class _Products(torch.overrides.TorchFunctionMode):
+    """Records the shape of every matrix product computed inside it."""
+
+    NAMES = {"matmul", "__matmul__", "__rmatmul__", "mm", "addmm", "baddbmm", "bmm", "einsum"}
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if getattr(func, "__name__", "") in self.NAMES and isinstance(out, torch.Tensor):
+            self.shapes.append(tuple(out.shape))
+        return out
+
+
+def check_newton_schulz(newton_schulz: Callable) -> bool:
+    """Exercise 6.3: `newton_schulz(G, steps)` is the quintic iteration in fp32. Checked against
+    zeropower_via_newtonschulz5 (wide, tall, low-rank and zero matrices; the shapes of its
+    products too), then inside Muon: three updates of a small MinimalLLM with it."""
+    import qwenlib.muon
+
+    g = torch.Generator().manual_seed(0)
+    cases = [("a wide 24 x 64 matrix", torch.randn(24, 64, generator=g)),
+             ("a tall 96 x 16 matrix of large entries", torch.randn(96, 16, generator=g) * 30),
+             ("a 20 x 20 matrix of rank 3", torch.randn(20, 3, generator=g) @ torch.randn(3, 20, generator=g)),
+             ("a zero gradient (8 x 12)", torch.zeros(8, 12))]
+    for what, G in cases:
+        for steps in (5, 2):
+            want = zeropower_via_newtonschulz5(G, steps, dtype=torch.float32)
+            with _Products() as products:
+                got, error = _call(newton_schulz, G.clone(), steps)
+            if error:
+                return _report(False, error)
+            if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+                return _report(False, f"{what}: expected a tensor of shape {tuple(want.shape)}, got "
+                               f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}. "
+                               "Hint: transpose back at the end if you transposed")
+            if not torch.isfinite(got).all():
+                return _report(False, f"{what}: the result has NaN or inf. Hint: divide by the norm "
+                               "clamped to at least eps, so that a zero matrix stays zero")
+            if not torch.allclose(got.float(), want, atol=1e-5, rtol=1e-4):
+                return _report(False, f"{what}, {steps} steps: max difference "
+                               f"{(got.float() - want).abs().max():.2g}. Hint: X = G / ||G|| "
+                               "(Frobenius), then per step A = X @ X.T, B = b*A + c*A@A, "
+                               "X = a*X + B@X with (a, b, c) = NS_COEFFICIENTS")
+            long, short = max(G.shape), min(G.shape)
+            if long > short and (long, long) in products.shapes:
+                return _report(False, f"{what}: right values, but one of your products is "
+                               f"{long} x {long}. Hint: work on the short side (transpose a tall "
+                               f"matrix first) so that X @ X.T is {short} x {short}")
+    return _in_muon(newton_schulz, qwenlib.muon)
+
+
+# %% notebooks/06_muon.ipynb, cell 33
+def _in_muon(newton_schulz: Callable, muon_module) -> bool:
+    model = _small_model(dropout=0.0).train()
+    theirs = copy.deepcopy(model)
+    ids = torch.randint(0, 300, (3, 4, 16), generator=torch.Generator().manual_seed(1))
+    own = muon_module.zeropower_via_newtonschulz5
+    for m, ns in ((theirs, own), (model, lambda G, steps=5, dtype=None: newton_schulz(G, steps))):
+        optimizers = setup_muon_optimizer(m, m.config)
+        muon_module.zeropower_via_newtonschulz5 = ns   # Muon.step orthogonalises with ns
+        try:
+            for batch in ids:
+                m.loss(batch, batch.roll(-1, dims=1)).backward()
+                for opt in optimizers:
+                    opt.step()
+                    opt.zero_grad()
+        except Exception as e:
+            return _report(False, f"inside Muon your function raised {type(e).__name__}: {e}")
+        finally:
+            muon_module.zeropower_via_newtonschulz5 = own
+    matrices = len(optimizers[0].param_groups[0]["params"])
+    difference = max((a - b).abs().max().item() for a, b in zip(model.parameters(), theirs.parameters()))
+    if not difference <= 1e-5:
+        return _report(False, f"after 3 Muon updates the weights differ from qwenlib's by {difference:.2g}")
+    return _report(True, f"your newton_schulz now orthogonalises all {matrices} of Muon's matrices: "
+                   f"after 3 updates of a small MinimalLLM its weights equal qwenlib's "
+                   f"(max difference {difference:.1e})")

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_warmup_linear', 'check_accumulation']
+__all__ = ['check_warmup_linear', 'check_accumulation', 'check_update']
 
 # %% notebooks/07_training_loop.ipynb, cell 62
 import math
@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from qwenlib.exercises.ch01 import _call, _report
+from qwenlib.exercises.ch01 import _call, _report, _small_model
 
 
 def _warmup_linear(step, max_steps, warmup_ratio, min_lr_ratio):
@@ -67,3 +67,109 @@ def check_accumulation(train_step: Callable) -> bool:
                        "divide each micro-batch loss by the number of micro-batches, call "
                        "backward on each, step once, and zero the gradients before you start")
     return _report(True, "your accumulation step equals a full-batch step")
+
+
+# %% notebooks/07_training_loop.ipynb, cell 65
+def _reference_update(model, micro_batches, optimizers, max_norm):
+    """What PretrainingTrainer does in one update, without mixed precision or processes."""
+    total = 0.0
+    for x, y in micro_batches:
+        loss = model.loss(x, y)
+        (loss / len(micro_batches)).backward()
+        total += loss.item() / len(micro_batches)
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    for opt in optimizers:
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return total, norm.item()
+
+
+def check_update(update: Callable) -> bool:
+    """Exercise 7.3: `update(model, micro_batches, optimizers, max_norm) -> (loss, grad_norm)`
+    is one optimizer update: gradients accumulated as the mean over the micro-batches, clipped
+    over all parameters, every optimizer stepped, gradients cleared. Checked against the
+    trainer's update with SGD (no clip, then a tight one) and Muon + AdamW, two updates each,
+    then inside PretrainingTrainer."""
+    from qwenlib.muon import setup_muon_optimizer
+
+    data = torch.randint(0, 300, (2, 3, 2, 16), generator=torch.Generator().manual_seed(3))
+    cases = [("SGD, no clipping", lambda m: [torch.optim.SGD(m.parameters(), lr=0.5)], float("inf")),
+             ("SGD, clipped to 0.05", lambda m: [torch.optim.SGD(m.parameters(), lr=0.5)], 0.05),
+             ("Muon + AdamW, clipped to 0.3", lambda m: setup_muon_optimizer(m, m.config), 0.3)]
+    for what, make_optimizers, max_norm in cases:
+        models = [_small_model(dropout=0.0).train() for _ in range(2)]
+        optimizers = [make_optimizers(m) for m in models]
+        for n, batches in enumerate(data):
+            micro = [(x, x.roll(-1, dims=1)) for x in batches]
+            want = _reference_update(models[0], micro, optimizers[0], max_norm)
+            got, error = _call(update, models[1], micro, optimizers[1], max_norm)
+            if error:
+                return _report(False, error)
+            try:
+                got = tuple(float(v) for v in got)
+            except (TypeError, ValueError):
+                return _report(False, f"update returned {got!r:.60}; expected (loss, grad_norm)")
+            weights = max((a - b).abs().max().item() for a, b in zip(*(m.parameters() for m in models)))
+            where = f"{what}, update {n + 1} of 2"
+            if not math.isclose(got[0], want[0], rel_tol=1e-5):
+                return _report(False, f"{where}: loss {got[0]:.5f}, expected {want[0]:.5f}, the mean "
+                               "of the micro-batches' losses")
+            if not math.isclose(got[1], want[1], rel_tol=1e-4):
+                return _report(False, f"{where}: gradient norm {got[1]:.4g}, expected {want[1]:.4g}. "
+                               "Hint: backward on loss / len(micro_batches); report the norm that "
+                               "clip_grad_norm_ returns (the one before clipping)")
+            if not weights <= 1e-5:
+                return _report(False, f"{where}: the weights differ by {weights:.2g}. Hint: clip once, "
+                               "after all micro-batches and before the steps; step every optimizer; "
+                               "clear the gradients for the next update")
+    return _in_trainer(update)
+
+
+# %% notebooks/07_training_loop.ipynb, cell 66
+def _in_trainer(update: Callable) -> bool:
+    """Four updates of PretrainingTrainer (accumulation 3, dropout 0.1, warmup) with its own
+    update, then with the learner's in its place: the same losses and weights."""
+    import tempfile
+
+    from qwenlib.config import PretrainingConfig
+    from qwenlib.data import make_dataloaders
+    from qwenlib.training import PretrainingTrainer, lr_scale
+
+    class YourUpdate(PretrainingTrainer):
+        def _update(self, run):
+            c, state = self.config, run.state
+            scale = lr_scale(state.step, c.max_steps, c.warmup_ratio, c.min_lr_ratio)
+            for opt in run.optimizers:
+                for group in opt.param_groups:
+                    group["lr"] = group["peak_lr"] * scale
+            micro = [next(run.stream) for _ in range(c.gradient_accumulation_steps)]
+            loss, _ = update(run.model, micro, run.optimizers, c.grad_clip)   # yours
+            state.step += 1
+            state.mark_boundary(run.stream)
+            for key, value in (("step", state.step), ("train_loss", float(loss)),
+                               ("lr", run.optimizers[0].param_groups[0]["lr"])):
+                state.history[key].append(value)
+
+    tokens = torch.randint(0, 300, (4000,), generator=torch.Generator().manual_seed(4)).numpy()
+    results = []
+    for trainer_class in (PretrainingTrainer, YourUpdate):
+        with tempfile.TemporaryDirectory() as folder:
+            config = PretrainingConfig(
+                vocab_size=300, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64, n_layers=2,
+                max_seq_len=16, batch_size=4, gradient_accumulation_steps=3, max_steps=4,
+                warmup_ratio=0.5, dropout=0.1, eval_every=4, eval_steps=1, output_dir=folder)
+            try:
+                results.append(trainer_class(config, device="cpu", verbose=False)
+                               .train(*make_dataloaders(config, tokens)))
+            except Exception as e:
+                return _report(False, f"inside the trainer your update raised {type(e).__name__}: {e}")
+    (theirs, t_metrics), (yours, y_metrics) = results
+    weights = max((a - b).abs().max().item() for a, b in zip(theirs.parameters(), yours.parameters()))
+    losses = y_metrics["history"]["train_loss"]
+    if not weights <= 1e-5 or not all(math.isclose(a, b, rel_tol=1e-5) for a, b in
+                                       zip(t_metrics["history"]["train_loss"], losses)):
+        return _report(False, f"inside the trainer, after 4 updates, the weights differ by {weights:.2g}")
+    return _report(True, f"your update now trains a MinimalLLM inside PretrainingTrainer (3 "
+                   f"micro-batches an update, dropout on, Muon + AdamW): 4 updates, losses "
+                   f"{', '.join(f'{v:.3f}' for v in losses)}, weights equal to qwenlib's "
+                   f"(max difference {weights:.1e})")

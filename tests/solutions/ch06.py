@@ -16,6 +16,85 @@ def goes_to_muon(name, param):
     return param.ndim == 2 and name.startswith("layers.")
 
 
+def newton_schulz(G, steps=5):
+    a, b, c = A, B, C
+    X = G.float()
+    tall = X.size(0) > X.size(1)
+    if tall:                                   # work on the short side: X @ X.T is small
+        X = X.T
+    X = X / X.norm().clamp(min=1e-7)           # every singular value now at most 1
+    for _ in range(steps):
+        S = X @ X.T
+        X = a * X + (b * S + c * S @ S) @ X
+    return X.T if tall else X
+
+
+def _newton_schulz_nested(G, steps=5):         # the polynomial in Horner form, no flag
+    if G.shape[0] > G.shape[1]:
+        return _newton_schulz_nested(G.T, steps).T
+    X = G.float() / torch.linalg.matrix_norm(G.float()).clamp(min=1e-7)
+    for _ in range(steps):
+        S = X @ X.T
+        X = A * X + B * (S @ X) + C * (S @ (S @ X))
+    return X
+
+
+def _ns_no_transpose(G, steps=5):              # right values, but X @ X.T is long x long
+    X = G.float() / G.float().norm().clamp(min=1e-7)
+    for _ in range(steps):
+        S = X @ X.T
+        X = A * X + (B * S + C * S @ S) @ X
+    return X
+
+
+def _ns_gram_on_the_long_side(G, steps=5):     # X.T @ X: n x n for a wide matrix
+    X = G.float() / G.float().norm().clamp(min=1e-7)
+    for _ in range(steps):
+        S = X.T @ X
+        X = A * X + X @ (B * S + C * S @ S)
+    return X
+
+
+def _ns_spectral_norm(G, steps=5):             # largest singular value, not Frobenius
+    X = G.float()
+    X = X / torch.linalg.matrix_norm(X, 2).clamp(min=1e-7)
+    return _iterate(X, steps)
+
+
+def _iterate(X, steps):
+    tall = X.size(0) > X.size(1)
+    X = X.T if tall else X
+    for _ in range(steps):
+        S = X @ X.T
+        X = A * X + (B * S + C * S @ S) @ X
+    return X.T if tall else X
+
+
+def _ns_no_eps(G, steps=5):                    # a zero gradient gives 0 / 0
+    X = G.float()
+    return _iterate(X / X.norm(), steps)
+
+
+def _ns_cubic(G, steps=5):                     # the classic cubic, 1.5 x - 0.5 x^3
+    X = G.float()
+    tall = X.size(0) > X.size(1)
+    X = X.T if tall else X
+    X = X / X.norm().clamp(min=1e-7)
+    for _ in range(steps):
+        X = 1.5 * X - 0.5 * (X @ X.T) @ X
+    return X.T if tall else X
+
+
+def _ns_not_transposed_back(G, steps=5):
+    X = G.float()
+    X = X.T if X.size(0) > X.size(1) else X
+    return _iterate(X / X.norm().clamp(min=1e-7), steps)
+
+
+def _ns_unnormalised(G, steps=5):
+    return _iterate(G.float(), steps)
+
+
 # Right answers written another way.
 def _predict_with_floats(s, steps):
     frobenius = sum(float(v) ** 2 for v in s) ** 0.5
@@ -30,6 +109,7 @@ def _predict_with_floats(s, steps):
 
 ALTERNATIVE = {
     "predict": [_predict_with_floats],
+    "newton_schulz": [_newton_schulz_nested],
     "goes_to_muon": [lambda name, p: len(p.shape) == 2 and ".mlp." in f".{name}" or
                      len(p.shape) == 2 and ".self_attn." in f".{name}"],
 }
@@ -56,4 +136,6 @@ WRONG = {
                 _unnormalised],
     "goes_to_muon": [lambda name, p: p.ndim == 2,                                 # takes the embedding
                      lambda name, p: "proj" in name and "q_" not in name],        # leaves q_proj out
+    "newton_schulz": [_ns_no_transpose, _ns_gram_on_the_long_side, _ns_spectral_norm, _ns_no_eps,
+                      _ns_cubic, _ns_not_transposed_back, _ns_unnormalised],
 }
