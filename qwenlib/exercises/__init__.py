@@ -12,10 +12,10 @@ from qwenlib.exercises.ch05 import check_count_parameters, check_decoder_block, 
 from qwenlib.exercises.ch06 import check_muon_split, check_newton_schulz, check_singular_values_after_ns
 from qwenlib.exercises.ch07 import check_accumulation, check_update, check_warmup_linear
 from qwenlib.exercises.ch08 import check_greedy_decode, check_top_k_keep, check_top_p_filter
-from qwenlib.exercises.ch09 import check_bits_per_character, check_early_stop
+from qwenlib.exercises.ch09 import check_bits_per_character, check_early_stop, check_your_model
 from qwenlib.exercises.ch09b import check_best_is_inside, check_crossing_update
 from qwenlib.exercises.ch10 import check_per_process_batch, check_unshard
-from qwenlib.exercises.appendix_a import check_ce_logit_gradient, check_chunked_loss
+from qwenlib.exercises.appendix_a import check_chunked_backward, check_chunked_loss
 from qwenlib.exercises.b1 import check_gguf_data_bytes, check_gguf_header
 from qwenlib.exercises.b2 import check_checksum, check_resume_index
 from qwenlib.exercises.b3 import check_hf_name, check_safetensors_header
@@ -29,8 +29,8 @@ __all__ = [
     "check_bits_per_character",
     "check_cache_digest",
     "check_causal_attention",
-    "check_ce_logit_gradient",
     "check_checksum",
+    "check_chunked_backward",
     "check_chunked_loss",
     "check_count_parameters",
     "check_crossing_update",
@@ -65,4 +65,5 @@ __all__ = [
     "check_unshard",
     "check_update",
     "check_warmup_linear",
+    "check_your_model",
 ]

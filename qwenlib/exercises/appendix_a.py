@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_ce_logit_gradient', 'check_chunked_loss']
+__all__ = ['check_chunked_loss', 'check_chunked_backward']
 
 # %% notebooks/A1_where_the_time_goes.ipynb, cell 35
 from typing import Callable
@@ -17,28 +17,6 @@ from qwenlib.exercises.ch01 import _call, _report
 
 
 # %% notebooks/A1_where_the_time_goes.ipynb, cell 36
-def check_ce_logit_gradient(ce_grad: Callable) -> bool:
-    """Exercise A.1: `ce_grad(logits, target)` is d cross_entropy / d logits for one
-    position: `logits` a 1-D float tensor over the vocabulary, `target` an int."""
-    g = torch.Generator().manual_seed(0)
-    for vocab, target in [(5, 0), (5, 4), (50, 17), (1000, 999)]:
-        logits = torch.randn(vocab, generator=g) * 3
-        want = torch.softmax(logits, 0) - F.one_hot(torch.tensor(target), vocab)
-        got, error = _call(ce_grad, logits.clone(), target)
-        if error:
-            return _report(False, error)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            return _report(False, f"ce_grad(logits of size {vocab}, {target}) returned "
-                           f"{type(got).__name__} {tuple(getattr(got, 'shape', ()))}; expected "
-                           f"a tensor of shape ({vocab},), one number per vocabulary entry")
-        if not torch.allclose(got.float(), want, atol=1e-6):
-            return _report(False, f"ce_grad(logits of size {vocab}, target {target}) is off by up "
-                           f"to {(got.float() - want).abs().max():.3g}. Hint: the loss is "
-                           "logsumexp(logits) - logits[target]; differentiate each term.")
-    return _report(True, "ce_grad is softmax minus one-hot in all 4 cases")
-
-
-# %% notebooks/A1_where_the_time_goes.ipynb, cell 37
 class _LargestTensor(TorchFunctionMode):
     """Records the largest new tensor (not a view of the inputs) built while active."""
 
@@ -55,7 +33,7 @@ class _LargestTensor(TorchFunctionMode):
 
 
 def check_chunked_loss(chunked_loss: Callable) -> bool:
-    """Exercise A.2: `chunked_loss(hidden, weight, targets, chunk_size)` is the mean of
+    """Exercise A.1: `chunked_loss(hidden, weight, targets, chunk_size)` is the mean of
     `F.cross_entropy(hidden @ weight.T, targets)`, computed `chunk_size` rows at a time
     so that no tensor larger than (chunk_size, vocab) is ever built."""
     g = torch.Generator().manual_seed(0)
@@ -84,3 +62,70 @@ def check_chunked_loss(chunked_loss: Callable) -> bool:
                            f"({min(chunk_size, n) * vocab:,}). Compute hidden[i:i + chunk_size] "
                            "@ weight.T inside the loop, never the whole product.")
     return _report(True, "chunked_loss matches F.cross_entropy in all 5 cases, one chunk at a time")
+
+
+# %% notebooks/A1_where_the_time_goes.ipynb, cell 37
+def check_chunked_backward(chunked_backward: Callable) -> bool:
+    """Exercise A.2: `chunked_backward(hidden, weight, targets, chunk_size)` returns the
+    gradients of the mean cross-entropy of `hidden @ weight.T` with respect to `hidden` and
+    `weight`, from softmax minus one-hot, chunk by chunk. Checked against autograd (the
+    size of every tensor built too), then pushed back through a whole MinimalLLM."""
+    g = torch.Generator().manual_seed(0)
+    vocab, d = 300, 16
+    for n, chunk_size in [(10, 3), (10, 4), (10, 10), (64, 25), (7, 100)]:
+        hidden = torch.randn(n, d, generator=g).requires_grad_()
+        weight = torch.randn(vocab, d, generator=g).requires_grad_()
+        targets = torch.randint(0, vocab, (n,), generator=g)
+        F.cross_entropy(hidden @ weight.T, targets).backward()
+        with _LargestTensor(hidden, weight, targets) as spy:
+            got, error = _call(chunked_backward, hidden.detach(), weight.detach(), targets, chunk_size)
+        if error:
+            return _report(False, error)
+        try:
+            grad_hidden, grad_weight = got
+        except (TypeError, ValueError):
+            return _report(False, f"chunked_backward returned {got!r:.60}; expected (grad_hidden, grad_weight)")
+        where = f"{n} rows in chunks of {chunk_size}"
+        for name, grad, want in (("grad_hidden", grad_hidden, hidden.grad), ("grad_weight", grad_weight, weight.grad)):
+            if not isinstance(grad, torch.Tensor) or grad.shape != want.shape:
+                return _report(False, f"{where}: {name} should be a tensor of shape {tuple(want.shape)}, "
+                               f"got {tuple(grad.shape) if isinstance(grad, torch.Tensor) else type(grad).__name__}")
+            if not torch.allclose(grad, want, atol=1e-6, rtol=1e-4):
+                return _report(False, f"{where}: {name} is off by up to {(grad - want).abs().max():.2g}. "
+                               "Hint: a chunk's logits have the gradient (softmax - one-hot) / n, n all "
+                               "the rows, not the chunk's; each chunk gives its own rows of "
+                               "grad_hidden and adds to all of grad_weight")
+        allowed = max(min(chunk_size, n) * vocab, weight.numel(), hidden.numel())
+        if spy.largest > allowed:
+            return _report(False, f"{where}: right gradients, but a tensor of {spy.largest:,} numbers "
+                           f"was built, more than one chunk of logits ({min(chunk_size, n) * vocab:,}). "
+                           "Build the logits of one chunk at a time")
+    return _through_the_model(chunked_backward)
+
+
+# %% notebooks/A1_where_the_time_goes.ipynb, cell 38
+def _through_the_model(chunked_backward: Callable) -> bool:
+    """The learner's gradients at the output layer, pushed back through a small MinimalLLM
+    (tied embedding: both of the table's uses add up), against `model.loss(...).backward()`."""
+    from qwenlib.exercises.ch01 import _small_model
+
+    model = _small_model(dropout=0.0)
+    ids = torch.randint(0, 300, (3, 20), generator=torch.Generator().manual_seed(1))
+    targets = ids.roll(-1, dims=1)
+    model.loss(ids, targets).backward()
+    want = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    hidden = model.hidden_states(ids)[0].flatten(0, 1)
+    got, error = _call(chunked_backward, hidden.detach(), model.lm_head.weight.detach(),
+                       targets.flatten(), 16)
+    if error:
+        return _report(False, error)
+    grad_hidden, grad_weight = got
+    hidden.backward(grad_hidden)                   # from the output layer down to the embedding
+    model.lm_head.weight.grad += grad_weight       # the tied table's second use: the output layer
+    worst = max((p.grad - want[name]).abs().max().item() / want[name].abs().max().item()
+                for name, p in model.named_parameters())
+    if not worst <= 1e-5:
+        return _report(False, f"inside the model the gradients differ from model.loss's by {worst:.2g} (relative)")
+    return _report(True, f"your gradients, pushed back through a MinimalLLM, equal model.loss's for "
+                   f"all {len(want)} parameter tensors (largest relative difference {worst:.1e})")

@@ -7,6 +7,7 @@ from __future__ import annotations
 __all__ = ['check_fold_gain', 'check_layer_norm_via_rms', 'check_rms_norm']
 
 # %% notebooks/02_rmsnorm.ipynb, cell 20
+import contextlib
 from typing import Callable
 
 import torch
@@ -57,6 +58,21 @@ def check_layer_norm_via_rms(layer_norm: Callable) -> bool:
 
 
 # %% notebooks/02_rmsnorm.ipynb, cell 21
+@contextlib.contextmanager
+def _rms_norm_runs(model, rms_norm: Callable):
+    """Inside this block every RMSNorm of `model` computes with `rms_norm(x, weight, eps)`;
+    gives the number of norms."""
+    norms = [m for m in model.modules() if isinstance(m, RMSNorm)]
+    for m in norms:
+        m.forward = lambda x, m=m: rms_norm(x, m.weight, m.eps)
+    try:
+        yield len(norms)
+    finally:
+        for m in norms:
+            del m.forward
+
+
+# %% notebooks/02_rmsnorm.ipynb, cell 22
 def check_rms_norm(rms_norm: Callable) -> bool:
     """Exercise 2.3: `rms_norm(x, weight, eps)` is RMSNorm's forward: statistics in fp32, the
     result cast back to x's dtype, times the gain. Checked against qwenlib's RMSNorm, then
@@ -100,9 +116,8 @@ def check_rms_norm(rms_norm: Callable) -> bool:
             m.weight.uniform_(0.5, 1.5)
         ids = torch.randint(0, 300, (3, 16), generator=g)
         want = model(ids)
-        for m in norms:   # from here on, every norm of the model runs your function
-            m.forward = lambda x, m=m: rms_norm(x, m.weight, m.eps)
-        got = model(ids)
+        with _rms_norm_runs(model, rms_norm):   # every norm of the model runs your function
+            got = model(ids)
     difference = (got - want).abs().max().item()
     if not difference <= 1e-5:
         return _report(False, f"inside the model the logits differ by {difference:.2g}")

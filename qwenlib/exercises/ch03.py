@@ -8,6 +8,7 @@ __all__ = ['check_interleaved_to_rotate_half', 'check_rope_angle', 'check_apply_
 
 # %% notebooks/03_rope.ipynb, cell 18
 import math
+import contextlib
 from typing import Callable
 
 import torch
@@ -39,6 +40,24 @@ def _scores(x, wq, wk, head_dim, rope):
 
 
 # %% notebooks/03_rope.ipynb, cell 19
+@contextlib.contextmanager
+def _apply_rope_runs(model, apply_rope: Callable):
+    """Inside this block every layer of `model` rotates its queries and keys with
+    `apply_rope(x, cos, sin)`, at any position (the KV cache's offset too)."""
+    rotary = model.layers[0].self_attn.rotary   # one instance serves every layer
+
+    def yours(x, offset=0):
+        cos, sin = rotary.tables(offset + x.shape[-2], x.device)
+        return apply_rope(x, cos[offset:].to(x.dtype), sin[offset:].to(x.dtype))
+
+    rotary.forward = yours
+    try:
+        yield
+    finally:
+        del rotary.forward
+
+
+# %% notebooks/03_rope.ipynb, cell 20
 def check_interleaved_to_rotate_half(convert: Callable) -> bool:
     """Exercise 3.1: `convert(weight, head_dim)` reorders the rows of a q_proj or k_proj
     weight trained for interleaved RoPE so that rotate-half RoPE (`Rotary`) gives the
@@ -73,7 +92,7 @@ def check_interleaved_to_rotate_half(convert: Callable) -> bool:
                    "(3 shapes, with GQA and three rope_theta)")
 
 
-# %% notebooks/03_rope.ipynb, cell 20
+# %% notebooks/03_rope.ipynb, cell 21
 def check_rope_angle(angle: Callable) -> bool:
     """Exercise 3.2: `angle(pair, position, head_dim, theta)`, the angle in radians by
     which channel pair `pair` (0-based) is rotated at `position`."""
@@ -92,7 +111,7 @@ def check_rope_angle(angle: Callable) -> bool:
     return _report(True, "angle is right for all 4 cases")
 
 
-# %% notebooks/03_rope.ipynb, cell 21
+# %% notebooks/03_rope.ipynb, cell 22
 def check_apply_rope(apply_rope: Callable) -> bool:
     """Exercise 3.3: `apply_rope(x, cos, sin)` rotates x (..., T, head_dim) by the angle tables
     (T, head_dim) in the rotate-half layout. Checked against qwenlib's Rotary, then inside a
@@ -126,14 +145,8 @@ def check_apply_rope(apply_rope: Callable) -> bool:
     model = _small_model(rope_theta=5e4)
     prompt = torch.randint(0, 300, (2, 5), generator=g)
     want = torch.stack(list(generate_ids(model, prompt, 12, temperature=0)), 1)
-    rotary = model.layers[0].self_attn.rotary   # one instance serves every layer
-
-    def yours(x, offset=0):
-        cos, sin = rotary.tables(offset + x.shape[-2], x.device)
-        return apply_rope(x, cos[offset:].to(x.dtype), sin[offset:].to(x.dtype))
-
-    rotary.forward = yours   # from here on, every layer's q and k are rotated by your function
-    got = torch.stack(list(generate_ids(model, prompt, 12, temperature=0)), 1)
+    with _apply_rope_runs(model, apply_rope):   # every layer's q and k rotated by your function
+        got = torch.stack(list(generate_ids(model, prompt, 12, temperature=0)), 1)
     if not torch.equal(got, want):
         return _report(False, "inside the model the greedy tokens differ from qwenlib's")
     return _report(True, f"your apply_rope now rotates the queries and keys of both layers: greedy "

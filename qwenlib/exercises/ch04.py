@@ -7,6 +7,7 @@ from __future__ import annotations
 __all__ = ['check_tokens_that_fit', 'check_kv_cache_bytes', 'check_causal_attention']
 
 # %% notebooks/04_attention.ipynb, cell 28
+import contextlib
 from typing import Callable
 
 import torch
@@ -78,14 +79,26 @@ class _YourCausalAttention:
                                                              is_causal=is_causal, **kwargs)
 
 
+@contextlib.contextmanager
+def _causal_attention_runs(causal_attention: Callable):
+    """Inside this block every layer of every MinimalLLM attends with
+    `causal_attention(q, k, v)` wherever it attends causally without a cache."""
+    import qwenlib.attention as attention
+
+    functional = attention.F
+    attention.F = _YourCausalAttention(functional, causal_attention)
+    try:
+        yield
+    finally:
+        attention.F = functional
+
+
 # %% notebooks/04_attention.ipynb, cell 30
 def check_causal_attention(causal_attention: Callable) -> bool:
     """Exercise 4.3: `causal_attention(q, k, v)`, q (B, H, T, D) and k, v (B, H_kv, T, D):
     softmax(q k^T / sqrt(D)) v with a causal mask, each group of H / H_kv query heads reading
     one key/value head. Checked against PyTorch's, then inside a model's every layer."""
     import torch.nn.functional as F
-
-    import qwenlib.attention as attention
 
     g = torch.Generator().manual_seed(0)
     for what, (B, H, H_kv, T, D) in [("4 query heads on 2 key/value heads", (3, 4, 2, 7, 16)),
@@ -110,11 +123,8 @@ def check_causal_attention(causal_attention: Callable) -> bool:
     ids = torch.randint(0, 300, (3, 20), generator=g)
     with torch.no_grad():
         want = model(ids)
-        attention.F = _YourCausalAttention(F, causal_attention)  # every layer attends with yours
-        try:
+        with _causal_attention_runs(causal_attention):   # every layer attends with yours
             got = model(ids)
-        finally:
-            attention.F = F
     difference = (got - want).abs().max().item()
     if not difference <= 1e-4:
         return _report(False, f"inside the model the logits differ by {difference:.2g}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 __all__ = ['check_swiglu', 'check_decoder_block', 'check_count_parameters']
 
 # %% notebooks/05_swiglu_and_model.ipynb, cell 45
+import contextlib
 from typing import Callable
 
 import torch
@@ -15,9 +16,23 @@ import torch.nn.functional as F
 from qwenlib.config import PretrainingConfig
 from qwenlib.exercises.ch01 import _call, _report, _small_model
 from qwenlib.model import MinimalLLM, Qwen3DecoderLayer, Qwen3MLP
-from qwenlib.norm import RMSNorm
 
 
+@contextlib.contextmanager
+def _swiglu_runs(model, swiglu: Callable):
+    """Inside this block every feed-forward layer of `model` computes with
+    `swiglu(x, w_gate, w_up, w_down)`; gives the number of layers."""
+    mlps = [m for m in model.modules() if isinstance(m, Qwen3MLP)]
+    for m in mlps:
+        m.forward = lambda x, m=m: swiglu(x, m.gate_proj.weight, m.up_proj.weight, m.down_proj.weight)
+    try:
+        yield len(mlps)
+    finally:
+        for m in mlps:
+            del m.forward
+
+
+# %% notebooks/05_swiglu_and_model.ipynb, cell 46
 def check_swiglu(swiglu: Callable) -> bool:
     """Exercise 5.1: `swiglu(x, w_gate, w_up, w_down)` with weights stored as in nn.Linear
     (shape (out, in)). Checked on its own, then inside a model: every MLP of a small
@@ -39,21 +54,19 @@ def check_swiglu(swiglu: Callable) -> bool:
                            f"{(got - want).abs().max():.2g}. Hint: silu(x @ w_gate.T) * (x @ w_up.T), "
                            "then @ w_down.T; SiLU goes on the gate only (section 'SwiGLU')")
     model = _small_model()
-    mlps = [m for m in model.modules() if isinstance(m, Qwen3MLP)]
     ids = torch.randint(0, 300, (3, 16), generator=g)
     with torch.no_grad():
         want = model(ids)
-        for m in mlps:   # from here on, every feed-forward of the model runs your function
-            m.forward = lambda x, m=m: swiglu(x, m.gate_proj.weight, m.up_proj.weight, m.down_proj.weight)
-        got = model(ids)
+        with _swiglu_runs(model, swiglu) as layers:   # every feed-forward runs your function
+            got = model(ids)
     difference = (got - want).abs().max().item()
     if not difference <= 1e-5:
         return _report(False, f"inside the model the logits differ by {difference:.2g}")
-    return _report(True, f"your swiglu now runs all {len(mlps)} feed-forward layers of a 2-block "
+    return _report(True, f"your swiglu now runs all {layers} feed-forward layers of a 2-block "
                    f"MinimalLLM: its logits equal qwenlib's (max difference {difference:.1e})")
 
 
-# %% notebooks/05_swiglu_and_model.ipynb, cell 46
+# %% notebooks/05_swiglu_and_model.ipynb, cell 47
 def _block_parts(layer: Qwen3DecoderLayer) -> tuple:
     return (layer.self_attn, layer.mlp, layer.input_layernorm, layer.post_attention_layernorm,
             layer.dropout)
@@ -112,7 +125,7 @@ def check_decoder_block(decoder_block: Callable) -> bool:
                    f"(dropout 0.3): its loss equals qwenlib's ({got.item():.4f}, difference {difference:.1e})")
 
 
-# %% notebooks/05_swiglu_and_model.ipynb, cell 47
+# %% notebooks/05_swiglu_and_model.ipynb, cell 48
 def check_count_parameters(count_parameters: Callable) -> bool:
     """Exercise 5.3: `count_parameters(config)`, the number of parameters of
     MinimalLLM(config) with the tied embedding counted once, by formula."""

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_early_stop', 'check_bits_per_character']
+__all__ = ['check_early_stop', 'check_bits_per_character', 'check_your_model']
 
 # %% notebooks/09_train_the_model.ipynb, cell 35
 import math
@@ -67,3 +67,63 @@ def check_bits_per_character(bits_per_character: Callable) -> bool:
                            f"{want:.4f}. Hint: nats to bits divides by ln 2; per token to per "
                            "character divides by the characters each token stands for")
     return _report(True, "bits_per_character converts correctly")
+
+
+# %% notebooks/09_train_the_model.ipynb, cell 38
+def check_your_model(rms_norm: Callable, apply_rope: Callable, causal_attention: Callable,
+                     swiglu: Callable, checkpoint, tokenizer, prompt: str = "The ",
+                     new_tokens: int = 40) -> bool:
+    """Exercise 9.3: a MinimalLLM that computes with the learner's own pieces (exercises 2.3,
+    3.3, 4.3 and 5.1) loads a trained checkpoint and must write the same greedy text as
+    qwenlib's own code, token for token. Decoding recomputes the whole text at every step
+    (no KV cache), so every piece runs at every step."""
+    import contextlib
+    from pathlib import Path
+
+    import torch
+
+    from qwenlib.checkpoint import load_model
+    from qwenlib.exercises.ch02 import _rms_norm_runs
+    from qwenlib.exercises.ch03 import _apply_rope_runs
+    from qwenlib.exercises.ch04 import _causal_attention_runs
+    from qwenlib.exercises.ch05 import _swiglu_runs
+    from qwenlib.generation import _encode, generate_ids
+
+    model = load_model(checkpoint, "cpu")
+    ids = torch.tensor([_encode(tokenizer, prompt)])
+
+    def greedy() -> tuple[list[int], torch.Tensor]:
+        """The greedy tokens, then the logits over the prompt and those tokens."""
+        with torch.no_grad():
+            tokens = [int(t) for t in generate_ids(model, ids, new_tokens, temperature=0, use_cache=False)]
+            return tokens, model(torch.cat([ids, torch.tensor([tokens])], 1))
+
+    pieces = {"rms_norm": ("2.3", lambda: _rms_norm_runs(model, rms_norm)),
+              "apply_rope": ("3.3", lambda: _apply_rope_runs(model, apply_rope)),
+              "causal_attention": ("4.3", lambda: _causal_attention_runs(causal_attention)),
+              "swiglu": ("5.1", lambda: _swiglu_runs(model, swiglu))}
+    trials = [(name, exercise, [runs]) for name, (exercise, runs) in pieces.items()]
+    trials.append(("four pieces together", None, [runs for _, runs in pieces.values()]))
+    want, want_logits = greedy()
+    for name, exercise, swaps in trials:          # one piece at a time, then all four
+        where = f"exercise {exercise}'s check" if exercise else "the four checks"
+        try:
+            with contextlib.ExitStack() as stack:
+                for runs in swaps:
+                    stack.enter_context(runs())
+                got, logits = greedy()
+        except Exception as e:
+            return _report(False, f"with your {name} in the model, decoding raised "
+                           f"{type(e).__name__}: {e}. Run {where} first")
+        if got != want:
+            at = next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
+            return _report(False, f"with your {name} in the model the greedy text differs from "
+                           f"token {at + 1} of {new_tokens} on. Run {where}")
+        difference = (logits - want_logits).abs().max().item()
+        if not difference <= 1e-4:
+            return _report(False, f"with your {name} in the model the text is the same but the "
+                           f"logits differ by {difference:.2g}. Run {where}")
+    text = tokenizer.decode(ids[0].tolist() + got)
+    return _report(True, f"a MinimalLLM computing with your rms_norm, apply_rope, causal_attention "
+                   f"and swiglu loaded {Path(checkpoint).name} and wrote qwenlib's greedy text, all "
+                   f"{new_tokens} tokens the same (logits within {difference:.1e}):\n{text}")
