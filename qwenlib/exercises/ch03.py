@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_interleaved_to_rotate_half', 'check_rope_angle', 'check_apply_rope']
+__all__ = ['check_interleaved_to_rotate_half', 'check_ones_score', 'check_apply_rope']
 
 # %% notebooks/03_rope.ipynb, cell 18
 import math
@@ -93,22 +93,29 @@ def check_interleaved_to_rotate_half(convert: Callable) -> bool:
 
 
 # %% notebooks/03_rope.ipynb, cell 21
-def check_rope_angle(angle: Callable) -> bool:
-    """Exercise 3.2: `angle(pair, position, head_dim, theta)`, the angle in radians by
-    which channel pair `pair` (0-based) is rotated at `position`."""
-    for pair, pos, head_dim, theta in [(0, 1, 32, 10000.0), (3, 17, 32, 10000.0),
-                                       (15, 255, 32, 10000.0), (7, 100, 128, 1e6)]:
-        want = pos * theta ** (-2 * pair / head_dim)
-        got, error = _call(angle, pair, pos, head_dim, theta)
+def check_ones_score(ones_score: Callable) -> bool:
+    """Exercise 3.2: `ones_score(distance, head_dim, theta)` predicts, without rotating
+    anything, the dot product of an all-ones query and an all-ones key after RoPE, the key
+    `distance` positions after the query (negative: before it)."""
+    for distance, head_dim, theta in [(0, 32, 1e4), (1, 32, 1e4), (7, 32, 1e4), (100, 64, 1e4),
+                                      (-5, 32, 5e4), (1000, 128, 1e6)]:
+        m, n = 20, 20 + distance                    # query and key positions
+        rotary = Rotary(head_dim, max(m, n) + 1, theta)
+        at = rotary(torch.ones(max(m, n) + 1, head_dim))   # all-ones vectors at every position
+        want = (at[m] @ at[n]).item()
+        got, error = _call(ones_score, distance, head_dim, theta)
         if error:
             return _report(False, error)
-        if not isinstance(got, (int, float)) and not (isinstance(got, torch.Tensor) and got.numel() == 1):
-            return _report(False, f"expected a number, got {got!r}")
-        if not math.isclose(float(got), want, rel_tol=1e-5):
-            return _report(False, f"angle({pair}, {pos}, {head_dim}, {theta:g}) returned "
-                           f"{float(got):.6g}, expected {want:.6g}. Hint: the frequency of pair i "
-                           "is theta ** (-2 i / head_dim) radians per position")
-    return _report(True, "angle is right for all 4 cases")
+        try:
+            value = float(got)
+        except (TypeError, ValueError):
+            return _report(False, f"ones_score returned {got!r:.60}; expected a number")
+        if not math.isclose(value, want, rel_tol=1e-4, abs_tol=1e-3):
+            return _report(False, f"ones_score({distance}, {head_dim}, {theta:g}) gave {value:.5g}, "
+                           f"RoPE gives {want:.5g}. Hint: the score is a sum over the channel pairs; "
+                           "in one pair's plane it depends only on the angle between the two "
+                           "rotations (section 'Why the score depends only on distance')")
+    return _report(True, "you predicted RoPE's all-ones scores without rotating anything (6 cases)")
 
 
 # %% notebooks/03_rope.ipynb, cell 22

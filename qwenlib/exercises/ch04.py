@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_tokens_that_fit', 'check_kv_cache_bytes', 'check_causal_attention']
+__all__ = ['check_tokens_that_fit', 'check_zero_query_output', 'check_causal_attention']
 
 # %% notebooks/04_attention.ipynb, cell 28
 import contextlib
@@ -44,25 +44,34 @@ def check_tokens_that_fit(tokens_that_fit: Callable) -> bool:
     return _report(True, f"tokens_that_fit is right for all {len(cases)} budgets")
 
 
-def check_kv_cache_bytes(kv_cache_bytes: Callable) -> bool:
-    """Exercise 4.1: `kv_cache_bytes(n_layers, n_kv_heads, head_dim, tokens, bytes_per_value)`,
-    the memory the KV cache takes for one sequence."""
-    cases = [(28, 8, 128, 32768, 2), (3, 2, 32, 256, 4), (36, 32, 128, 4096, 2), (1, 1, 64, 1, 1)]
-    for args in cases:
-        n_layers, n_kv_heads, head_dim, tokens, nbytes = args
-        want = 2 * n_layers * n_kv_heads * head_dim * tokens * nbytes
-        got, error = _call(kv_cache_bytes, *args)
+# %% notebooks/04_attention.ipynb, cell 29
+def check_zero_query_output(zero_query_output: Callable) -> bool:
+    """Exercise 4.1: `zero_query_output(v, n_heads)` predicts causal attention's output when
+    every query is zero, from the values alone: v (B, H_kv, T, D) -> (B, n_heads, T, D)."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    for B, H, H_kv, T, D in [(2, 4, 2, 6, 8), (1, 6, 3, 9, 4), (3, 2, 2, 5, 16)]:
+        v = torch.randn(B, H_kv, T, D, generator=g)
+        k = torch.randn(B, H_kv, T, D, generator=g)          # any keys: a zero query ignores them
+        want = F.scaled_dot_product_attention(torch.zeros(B, H, T, D), k, v, is_causal=True,
+                                              enable_gqa=True)
+        got, error = _call(zero_query_output, v.clone(), H)
         if error:
             return _report(False, error)
-        if got != want:
-            hint = "keys AND values" if got == want // 2 else "one key and one value vector " \
-                   "per layer, per kv head, per token"
-            return _report(False, f"kv_cache_bytes{args} returned {got!r}, expected {want:,}. "
-                           f"Hint: count {hint}")
-    return _report(True, "kv_cache_bytes is right for all 4 cases")
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return _report(False, f"{H} query heads on {H_kv} key/value heads: expected a tensor of "
+                           f"shape {tuple(want.shape)}, got "
+                           f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}")
+        if not torch.allclose(got, want, atol=1e-5):
+            return _report(False, f"{H} query heads on {H_kv} key/value heads: max difference "
+                           f"{(got - want).abs().max():.2g}. Hint: with q = 0 every score is 0; what "
+                           "does softmax make of equal scores over the positions a query may see, "
+                           "and which key/value head does query head h read?")
+    return _report(True, "you predicted attention with zero queries from the values alone (3 layouts)")
 
 
-# %% notebooks/04_attention.ipynb, cell 29
+# %% notebooks/04_attention.ipynb, cell 30
 class _YourCausalAttention:
     """torch.nn.functional, except that a plain causal attention runs the learner's code."""
 
@@ -93,7 +102,7 @@ def _causal_attention_runs(causal_attention: Callable):
         attention.F = functional
 
 
-# %% notebooks/04_attention.ipynb, cell 30
+# %% notebooks/04_attention.ipynb, cell 31
 def check_causal_attention(causal_attention: Callable) -> bool:
     """Exercise 4.3: `causal_attention(q, k, v)`, q (B, H, T, D) and k, v (B, H_kv, T, D):
     softmax(q k^T / sqrt(D)) v with a causal mask, each group of H / H_kv query heads reading

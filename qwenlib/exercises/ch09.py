@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ['check_early_stop', 'check_bits_per_character', 'check_your_model']
+__all__ = ['check_early_stop', 'check_same_bits_loss', 'check_your_model']
 
 # %% notebooks/09_train_the_model.ipynb, cell 35
 import math
@@ -50,23 +50,24 @@ def check_early_stop(early_stop: Callable) -> bool:
 
 
 # %% notebooks/09_train_the_model.ipynb, cell 37
-def check_bits_per_character(bits_per_character: Callable) -> bool:
-    """Exercise 9.2: `bits_per_character(loss, chars_per_token)` converts a mean
-    cross-entropy in nats per token into bits per character."""
-    for loss, cpt in [(6.4, 3.8), (4.49, 4.2), (1.0, 1.0), (2.0, 0.5)]:
-        want = loss / math.log(2) / cpt
-        got, error = _call(bits_per_character, loss, cpt)
+def check_same_bits_loss(same_bits_loss: Callable) -> bool:
+    """Exercise 9.2: `same_bits_loss(loss, chars_per_token, other_chars_per_token)`: the loss
+    per token (nats) that a model with another tokenizer must reach to match `loss`, in bits
+    per character, on the same text."""
+    for loss, cpt, other in [(6.4, 3.8, 3.8), (4.49, 4.0, 4.6), (2.0, 4.0, 2.0), (1.0, 1.0, 3.0)]:
+        want = loss / cpt * other                  # equal loss / ln 2 / chars per token
+        got, error = _call(same_bits_loss, loss, cpt, other)
         if error:
             return _report(False, error)
         try:
-            ok = math.isclose(float(got), want, rel_tol=1e-6)
-        except Exception:
-            return _report(False, f"bits_per_character returned {got!r}; expected a number")
+            ok = math.isclose(float(got), want, rel_tol=1e-9)
+        except (TypeError, ValueError):
+            return _report(False, f"same_bits_loss returned {got!r:.60}; expected a number")
         if not ok:
-            return _report(False, f"bits_per_character({loss}, {cpt}) gave {got}, expected "
-                           f"{want:.4f}. Hint: nats to bits divides by ln 2; per token to per "
-                           "character divides by the characters each token stands for")
-    return _report(True, "bits_per_character converts correctly")
+            return _report(False, f"same_bits_loss({loss}, {cpt}, {other}) gave {float(got):.4f}, "
+                           f"expected {want:.4f} nats per token. Hint: write bits per character "
+                           "for both tokenizers and set them equal; the answer is in nats per token")
+    return _report(True, "same_bits_loss is right for all 4 cases")
 
 
 # %% notebooks/09_train_the_model.ipynb, cell 38

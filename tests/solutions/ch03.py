@@ -1,5 +1,7 @@
 """Right and wrong answers to the exercises of chapter 3."""
 
+import math
+
 import torch
 
 
@@ -10,8 +12,10 @@ def convert(weight, head_dim):
     return heads[:, order].reshape(weight.shape)
 
 
-def angle(pair, position, head_dim, theta):
-    return position * theta ** (-2 * pair / head_dim)
+def ones_score(distance, head_dim, theta):
+    # pair i of q and of k is (1, 1); rotations by m w_i and n w_i leave a dot product of
+    # (1, 1) . R((n - m) w_i) (1, 1) = 2 cos((n - m) w_i)
+    return sum(2 * math.cos(distance * theta ** (-2 * i / head_dim)) for i in range(head_dim // 2))
 
 
 # Right answers written another way.
@@ -62,7 +66,7 @@ def _no_negation(x, cos, sin):                      # a reflection, not a rotati
 ALTERNATIVE = {
     "convert": [_convert_with_a_row_list,
                 lambda w, d: w.unflatten(0, (-1, d // 2, 2)).transpose(1, 2).flatten(0, 2)],
-    "angle": [lambda i, p, d, t: p / t ** (2 * i / d)],
+    "ones_score": [lambda n, d, t: (2 * torch.cos(n / t ** (torch.arange(0, d, 2, dtype=torch.float64) / d))).sum()],
     "apply_rope": [_apply_rope_by_halves],
 }
 
@@ -78,7 +82,9 @@ WRONG = {
                 lambda w, d: w.view(-1, d, w.shape[-1])[:, torch.cat([torch.arange(1, d, 2),
                                                                       torch.arange(0, d, 2)])].reshape(w.shape),  # odd first
                 lambda w, d: w.view(-1, d, w.shape[-1]).flip(1).reshape(w.shape)],       # reversed
-    "angle": [lambda i, p, d, t: p * t ** (-i / d),                                 # i instead of 2i
-              lambda i, p, d, t: t ** (-2 * i / d)],                                # forgets the position
+    "ones_score": [lambda n, d, t: ones_score(n, d, t) / 2,                             # one channel a pair
+                   lambda n, d, t: sum(2 * math.cos(n * t ** (-i / d)) for i in range(d // 2)),   # i, not 2i
+                   lambda n, d, t: sum(2 * math.sin(n * t ** (-2 * i / d)) for i in range(d // 2)),  # sin
+                   lambda n, d, t: float(d)],                                               # "RoPE keeps lengths"
     "apply_rope": [_interleaved_rope, _wrong_sign, _swapped_tables, _no_negation],
 }

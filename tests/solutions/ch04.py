@@ -6,7 +6,15 @@ import torch
 
 
 def kv_cache_bytes(n_layers, n_kv_heads, head_dim, tokens, bytes_per_value):
-    return 2 * n_layers * n_kv_heads * head_dim * tokens * bytes_per_value
+    return 2 * n_layers * n_kv_heads * head_dim * tokens * bytes_per_value   # a key and a value
+
+
+def zero_query_output(v, n_heads):
+    # every score is 0, so position t weighs positions 0..t equally: the running mean of v,
+    # query head h reading key/value head h // (n_heads / H_kv)
+    T = v.shape[-2]
+    running_mean = v.cumsum(-2) / torch.arange(1, T + 1, dtype=v.dtype)[:, None]
+    return running_mean.repeat_interleave(n_heads // v.shape[1], dim=1)
 
 
 def tokens_that_fit(config, memory_bytes, bytes_per_value):
@@ -72,7 +80,8 @@ def _scaled_by_d(q, k, v):                          # 1 / D instead of 1 / sqrt(
 
 
 ALTERNATIVE = {
-    "kv_cache_bytes": [lambda L, h, d, t, b: (L * t) * (h * d) * (2 * b)],
+    "zero_query_output": [lambda v, h: torch.stack([v[:, :, :t + 1].mean(-2) for t in range(v.shape[-2])], 2)
+                          [:, [i * v.shape[1] // h for i in range(h)]]],
     "tokens_that_fit": [_tokens_that_fit_by_halving],
     "causal_attention": [_attention_by_groups],
 }
@@ -97,8 +106,10 @@ def _rounds_up(config, memory_bytes, bytes_per_value):                # a part o
 
 
 WRONG = {
-    "kv_cache_bytes": [lambda L, h, d, t, b: L * h * d * t * b,               # keys only
-                       lambda L, h, d, t, b: 2 * L * h * d * t],              # forgets the bytes
+    "zero_query_output": [lambda v, h: v.mean(-2, keepdim=True).expand_as(v).repeat_interleave(h // v.shape[1], 1),  # not causal
+                          lambda v, h: v.cumsum(-2).repeat_interleave(h // v.shape[1], 1),          # a sum
+                          lambda v, h: v.repeat_interleave(h // v.shape[1], 1),                     # its own value
+                          lambda v, h: (v.cumsum(-2) / torch.arange(1, v.shape[-2] + 1)[:, None])[:, [i % v.shape[1] for i in range(h)]]],  # round robin
     "tokens_that_fit": [_uses_hidden_over_heads, _query_heads, _rounds_up,
                         lambda c, m, b: tokens_that_fit(c, m, b) * 2,          # keys only
                         lambda c, m, b: m / _per_token(c, b)],                   # not whole tokens

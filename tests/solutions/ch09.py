@@ -15,8 +15,9 @@ def early_stop(eval_steps, val_losses, patience):
     return eval_steps[-1], eval_steps[best]
 
 
-def bits_per_character(loss, chars_per_token):
-    return loss / math.log(2) / chars_per_token
+def same_bits_loss(loss, chars_per_token, other_chars_per_token):
+    # bits per character: loss / ln 2 / chars_per_token, to be equal for both tokenizers
+    return loss / chars_per_token * other_chars_per_token
 
 
 def _ties_count_as_improvement(eval_steps, val_losses, patience):
@@ -44,8 +45,10 @@ def _compares_with_the_previous_not_the_best(eval_steps, val_losses, patience):
 WRONG = {
     "early_stop": [_ties_count_as_improvement, _compares_with_the_previous_not_the_best,
                    lambda s, v, p: (s[-1], s[v.index(min(v))])],
-    "bits_per_character": [lambda loss, cpt: loss / cpt, lambda loss, cpt: loss / math.log(2) * cpt,
-                           lambda loss, cpt: loss / math.log(10) / cpt],
+    "same_bits_loss": [lambda loss, cpt, other: loss * cpt / other,                # the ratio upside down
+                       lambda loss, cpt, other: loss / math.log(2) / cpt,          # bits per character
+                       lambda loss, cpt, other: loss / math.log(2) * other / cpt,  # bits per token
+                       lambda loss, cpt, other: loss],                             # "a loss is a loss"
 }
 
 
@@ -63,5 +66,5 @@ def _early_stop_with_enumerate(eval_steps, val_losses, patience):
 
 ALTERNATIVE = {
     "early_stop": [_early_stop_with_enumerate],
-    "bits_per_character": [lambda loss, cpt: math.log2(math.exp(loss)) / cpt],
+    "same_bits_loss": [lambda loss, cpt, other: math.log(2) * (loss / math.log(2) / cpt) * other],
 }
