@@ -88,14 +88,15 @@ def test_every_chapter_has_at_least_two_checked_exercises():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, shared_cache):
-    """A checkpoint of a short real run (60 updates on the built-in corpus) and its tokenizer."""
+    """A checkpoint of a short real run (30 updates on the built-in corpus) and its tokenizer."""
     from qwenlib import PretrainingConfig, PretrainingTrainer, load_and_cache_data, make_dataloaders
 
     folder = tmp_path_factory.mktemp("trained")
-    config = PretrainingConfig(vocab_size=2048, builtin_vocab_size=2048, d_model=64, n_heads=4,
-                               n_kv_heads=2, d_ff=128, n_layers=2, max_seq_len=64, batch_size=8,
-                               gradient_accumulation_steps=1, max_steps=60, eval_every=60,
-                               eval_steps=2, max_tokens=20000, cache_dir=str(shared_cache),
+    # the data settings of test_generation.py's TINY: one tokenized corpus for both modules
+    config = PretrainingConfig(vocab_size=8192, max_tokens=3000, num_documents=20, d_model=64,
+                               n_heads=4, n_kv_heads=2, d_ff=128, n_layers=2, max_seq_len=64,
+                               batch_size=8, gradient_accumulation_steps=1, max_steps=30,
+                               eval_every=30, eval_steps=2, cache_dir=str(shared_cache),
                                output_dir=str(folder), rope_theta=5e4)
     _, tokenizer, tokens = load_and_cache_data(config, verbose=False)
     PretrainingTrainer(config, device="cpu", verbose=False).train(*make_dataloaders(config, tokens))
