@@ -99,7 +99,8 @@ def check_chunked_backward(chunked_backward: Callable) -> bool:
         if spy.largest > allowed:
             return _report(False, f"{where}: right gradients, but a tensor of {spy.largest:,} numbers "
                            f"was built, more than one chunk of logits ({min(chunk_size, n) * vocab:,}). "
-                           "Build the logits of one chunk at a time")
+                           "No tensor may be larger than one (chunk, vocab) block: build the logits and "
+                           "the one-hot of one chunk at a time")
     return _through_the_model(chunked_backward)
 
 

@@ -126,7 +126,8 @@ def check_causal_attention(causal_attention: Callable) -> bool:
                         for b in range(B) for h in range(H))
             hint = ("query head h reads key/value head h // (H / H_kv), and the scores are "
                     "divided by sqrt(D)" if alone else "position t may attend to positions "
-                    "0 .. t, itself included: mask only the keys after t")
+                    "0 .. t, itself included: mask only the keys after t, with -inf before "
+                    "the softmax, which runs over the keys (each row of weights sums to 1)")
             return _report(False, f"{what}: max difference {(got - want).abs().max():.2g}. Hint: {hint}")
     model = _small_model(d_model=48, n_heads=6, n_kv_heads=3, rope_theta=5e4)
     ids = torch.randint(0, 300, (3, 20), generator=g)

@@ -77,7 +77,7 @@ def check_decoder_block(decoder_block: Callable) -> bool:
     pre-norm block. Checked against Qwen3DecoderLayer with random norm gains and dropout on
     (the same random numbers on both sides), then inside a model: every block of a small
     MinimalLLM runs the learner's function, and its training loss must be qwenlib's."""
-    hint = ("Hint: x = x + dropout(attention(input_norm(x))), then x = x + "
+    hint = ("x = x + dropout(attention(input_norm(x))), then x = x + "
             "dropout(mlp(post_norm(x))): the norm inside each branch, the residual stream "
             "itself never normalised (section 'The block and the model')")
     model = _small_model(dropout=0.3)

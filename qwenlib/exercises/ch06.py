@@ -102,8 +102,10 @@ def check_newton_schulz(newton_schulz: Callable) -> bool:
                                f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}. "
                                "Hint: transpose back at the end if you transposed")
             if not torch.isfinite(got).all():
-                return _report(False, f"{what}: the result has NaN or inf. Hint: divide by the norm "
-                               "clamped to at least eps, so that a zero matrix stays zero")
+                hint = ("divide by the norm clamped to at least eps, so that a zero matrix stays "
+                        "zero" if not G.any() else "the iteration diverged: normalise G before the "
+                        "loop (every singular value at most 1) and check the order of (a, b, c)")
+                return _report(False, f"{what}: the result has NaN or inf. Hint: {hint}")
             if not torch.allclose(got.float(), want, atol=1e-5, rtol=1e-4):
                 return _report(False, f"{what}, {steps} steps: max difference "
                                f"{(got.float() - want).abs().max():.2g}. Hint: X = G / ||G|| "

@@ -93,8 +93,14 @@ def check_update(update: Callable) -> bool:
     from qwenlib.muon import setup_muon_optimizer
 
     data = torch.randint(0, 300, (2, 3, 2, 16), generator=torch.Generator().manual_seed(3))
+    def two_sgds(m):   # the blocks and the rest: one clip must still see all the gradients
+        blocks = [p for name, p in m.named_parameters() if name.startswith("layers.")]
+        rest = [p for name, p in m.named_parameters() if not name.startswith("layers.")]
+        return [torch.optim.SGD(blocks, lr=0.5), torch.optim.SGD(rest, lr=0.5)]
+
     cases = [("SGD, no clipping", lambda m: [torch.optim.SGD(m.parameters(), lr=0.5)], float("inf")),
              ("SGD, clipped to 0.05", lambda m: [torch.optim.SGD(m.parameters(), lr=0.5)], 0.05),
+             ("two SGDs, clipped to 0.05 together", two_sgds, 0.05),
              ("Muon + AdamW, clipped to 0.3", lambda m: setup_muon_optimizer(m, m.config), 0.3)]
     for what, make_optimizers, max_norm in cases:
         models = [_small_model(dropout=0.0).train() for _ in range(2)]

@@ -94,7 +94,10 @@ def check_top_p_filter(top_p_filter: Callable) -> bool:
         if not isinstance(got, torch.Tensor) or got.shape != want.shape:
             return _report(False, f"{what}: expected a tensor of shape {tuple(want.shape)}")
         kept, kept_want = torch.isfinite(got), torch.isfinite(want)
-        if not torch.equal(kept, kept_want) or not torch.allclose(got[kept], want[kept_want].to(got.dtype)):
+        if torch.equal(kept, kept_want) and not torch.allclose(got[kept], want[kept_want].to(got.dtype)):
+            return _report(False, f"{what}: the right tokens kept, but their logits changed. Hint: "
+                           "return the kept logits as they came in, the others set to -inf")
+        if not torch.equal(kept, kept_want):
             hint = ("keep the token whose probability crosses p: drop a token only when the ones "
                     "ranked above it already add up to p" if kept.sum() < kept_want.sum() else
                     "sort by probability first, add up from the most probable, then put the "
