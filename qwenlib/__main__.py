@@ -378,7 +378,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if isinstance(error, ValueError) else 1
 
 
+def _drop_interrupts_in_finalisers(unraisable) -> None:
+    """A Ctrl-C that lands inside an object's finaliser (tqdm's bar, freed as the command
+    returns) has nothing left to stop; Python would print it as "Exception ignored ... Traceback".
+    Drop it; report anything else as Python does."""
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
+
+
 if __name__ == "__main__":
+    sys.unraisablehook = _drop_interrupts_in_finalisers
     code = main()
     # the command is over (a stopped run's checkpoint is saved): a Ctrl-C pressed once more
     # must not print a traceback from the interpreter's shutdown, or kill it with -SIGINT
