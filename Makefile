@@ -79,11 +79,13 @@ train: setup
 	$(PY) -m qwenlib train
 
 ## every check: notebooks -> qwenlib in sync, the book builds and works in a browser,
-## unit tests, every notebook re-run (screenshots of the pages: test-artifacts/screenshots)
+## unit tests, every notebook re-run (screenshots of the pages: test-artifacts/screenshots);
+## QWEN_COURSE_QUICK=1: the pages' demo trainings of chapters 6, 8 and 10 run a fifth to a
+## quarter of their updates (the book shows the full versions)
 test: setup browser-deps
 	$(PY) tools/export.py --check
 	$(MAKE) --no-print-directory book
-	HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
+	QWEN_COURSE_QUICK=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --durations=15
 	$(MAKE) --no-print-directory test-floors
 
