@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from qwenlib.exercises.ch01 import _call, _report
+from qwenlib.exercises.ch01 import _call, _report, _unlike
 
 
 # %% notebooks/A1_where_the_time_goes.ipynb, cell 36
@@ -87,9 +87,8 @@ def check_chunked_backward(chunked_backward: Callable) -> bool:
             return _report(False, f"chunked_backward returned {got!r:.60}; expected (grad_hidden, grad_weight)")
         where = f"{n} rows in chunks of {chunk_size}"
         for name, grad, want in (("grad_hidden", grad_hidden, hidden.grad), ("grad_weight", grad_weight, weight.grad)):
-            if not isinstance(grad, torch.Tensor) or grad.shape != want.shape:
-                return _report(False, f"{where}: {name} should be a tensor of shape {tuple(want.shape)}, "
-                               f"got {tuple(grad.shape) if isinstance(grad, torch.Tensor) else type(grad).__name__}")
+            if _unlike(grad, want):
+                return _report(False, f"{where}: {name}: {_unlike(grad, want)}")
             if not torch.allclose(grad, want, atol=1e-6, rtol=1e-4):
                 return _report(False, f"{where}: {name} is off by up to {(grad - want).abs().max():.2g}. "
                                "Hint: a chunk's logits have the gradient (softmax - one-hot) / n, n all "

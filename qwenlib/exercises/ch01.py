@@ -52,6 +52,16 @@ def _call(fn: Callable, *args):
         return None, f"{getattr(fn, '__name__', 'your function')}({shown}) raised {type(e).__name__}: {e}"
 
 
+# %% notebooks/01_tokens_and_data.ipynb, cell 71
+def _unlike(got, want: torch.Tensor) -> str | None:
+    """Why the learner's `got` cannot be compared with `want` (not a tensor, or not its
+    shape), in words; None when it can."""
+    if isinstance(got, torch.Tensor) and got.shape == want.shape:
+        return None
+    shown = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+    return f"expected a tensor of shape {tuple(want.shape)}, got {shown}"
+
+
 def _pair(got, what: str):
     """The two parts of a (first, second) answer as tensors, or an error message."""
     try:
@@ -61,7 +71,7 @@ def _pair(got, what: str):
         return None, None, f"{what} returned {got!r}; expected a pair of 1-D sequences"
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 71
+# %% notebooks/01_tokens_and_data.ipynb, cell 72
 def check_num_windows(num_windows: Callable[[int, int, int], int]) -> bool:
     """Exercise 1.1: `num_windows(n_tokens, seq_len, stride)` is the number of
     windows `TextTokenDataset` makes from `n_tokens` tokens."""
@@ -78,7 +88,7 @@ def check_num_windows(num_windows: Callable[[int, int, int], int]) -> bool:
     return _report(True, "num_windows counts the windows right in all 6 cases")
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 72
+# %% notebooks/01_tokens_and_data.ipynb, cell 73
 def check_make_pair(make_pair: Callable) -> bool:
     """Exercise 1.2: `make_pair(tokens, start, seq_len) -> (x, y)`, the input and
     target of the window that starts at `start`."""
@@ -98,7 +108,7 @@ def check_make_pair(make_pair: Callable) -> bool:
     return _report(True, "make_pair builds inputs and shifted targets right in all 4 cases")
 
 
-# %% notebooks/01_tokens_and_data.ipynb, cell 73
+# %% notebooks/01_tokens_and_data.ipynb, cell 74
 def check_honest_split(split: Callable) -> bool:
     """Exercise 1.3: `split(tokens, val_fraction, seq_len) -> (train, val)` holds out
     the tail so that no validation token can appear in a training window."""

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from qwenlib.exercises.ch01 import _call, _report, _small_model
+from qwenlib.exercises.ch01 import _call, _report, _small_model, _unlike
 from qwenlib.rope import Rotary
 
 
@@ -138,8 +138,8 @@ def check_apply_rope(apply_rope: Callable) -> bool:
         if error:
             return _report(False, error)
         want = rotary(x, offset=offset)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            return _report(False, f"{what}: expected a tensor of shape {tuple(want.shape)}")
+        if _unlike(got, want):
+            return _report(False, f"{what}: {_unlike(got, want)}")
         if not torch.allclose(got, want, atol=1e-5):
             first = x.clone()
             first[..., 1:] = 0   # only channel 0: where does it go?

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from qwenlib.exercises.ch01 import _call, _report, _small_model
+from qwenlib.exercises.ch01 import _call, _report, _small_model, _unlike
 
 
 def check_tokens_that_fit(tokens_that_fit: Callable) -> bool:
@@ -59,10 +59,8 @@ def check_zero_query_output(zero_query_output: Callable) -> bool:
         got, error = _call(zero_query_output, v.clone(), H)
         if error:
             return _report(False, error)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            return _report(False, f"{H} query heads on {H_kv} key/value heads: expected a tensor of "
-                           f"shape {tuple(want.shape)}, got "
-                           f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}")
+        if _unlike(got, want):
+            return _report(False, f"{H} query heads on {H_kv} key/value heads: {_unlike(got, want)}")
         if not torch.allclose(got, want, atol=1e-5):
             return _report(False, f"{H} query heads on {H_kv} key/value heads: max difference "
                            f"{(got - want).abs().max():.2g}. Hint: with q = 0 every score is 0; what "
@@ -118,8 +116,8 @@ def check_causal_attention(causal_attention: Callable) -> bool:
         got, error = _call(causal_attention, q, k, v)
         if error:
             return _report(False, error)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            return _report(False, f"{what}: expected a tensor of shape {tuple(want.shape)}")
+        if _unlike(got, want):
+            return _report(False, f"{what}: {_unlike(got, want)}")
         if not torch.allclose(got, want, atol=1e-5):
             # position 0 sees only itself: its output is one key/value head's v at position 0
             alone = all(any(torch.allclose(got[b, h, 0], v[b, j, 0], atol=1e-5) for j in range(H_kv))

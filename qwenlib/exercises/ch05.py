@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from qwenlib.config import PretrainingConfig
-from qwenlib.exercises.ch01 import _call, _report, _small_model
+from qwenlib.exercises.ch01 import _call, _report, _small_model, _unlike
 from qwenlib.model import MinimalLLM, Qwen3DecoderLayer, Qwen3MLP
 
 
@@ -46,9 +46,8 @@ def check_swiglu(swiglu: Callable) -> bool:
         got, error = _call(swiglu, x, w_gate, w_up, w_down)
         if error:
             return _report(False, error)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            return _report(False, f"expected a tensor of shape {tuple(want.shape)}, got "
-                           f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}")
+        if _unlike(got, want):
+            return _report(False, _unlike(got, want))
         if not torch.allclose(got, want, atol=1e-4, rtol=1e-4):
             return _report(False, f"{shape[-1]} channels into {d_ff} hidden units: max difference "
                            f"{(got - want).abs().max():.2g}. Hint: silu(x @ w_gate.T) * (x @ w_up.T), "
@@ -98,9 +97,8 @@ def check_decoder_block(decoder_block: Callable) -> bool:
             got, error = _call(decoder_block, x, *_block_parts(layer))
         if error:
             return _report(False, error)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            return _report(False, f"expected a tensor of shape {tuple(want.shape)}, got "
-                           f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}")
+        if _unlike(got, want):
+            return _report(False, _unlike(got, want))
         if not torch.allclose(got, want, atol=1e-5, rtol=1e-5):
             if mode == "train":
                 hint = ("it matched in eval mode; apply dropout once to each branch's output, "

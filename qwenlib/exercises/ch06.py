@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from qwenlib.config import PretrainingConfig
-from qwenlib.exercises.ch01 import _call, _report, _small_model
+from qwenlib.exercises.ch01 import _call, _report, _small_model, _unlike
 from qwenlib.model import MinimalLLM
 from qwenlib.muon import setup_muon_optimizer, zeropower_via_newtonschulz5
 
@@ -97,10 +97,9 @@ def check_newton_schulz(newton_schulz: Callable) -> bool:
                 got, error = _call(newton_schulz, G.clone(), steps)
             if error:
                 return _report(False, error)
-            if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-                return _report(False, f"{what}: expected a tensor of shape {tuple(want.shape)}, got "
-                               f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}. "
-                               "Hint: transpose back at the end if you transposed")
+            if _unlike(got, want):
+                return _report(False, f"{what}: {_unlike(got, want)}. Hint: transpose back at "
+                               "the end if you transposed")
             if not torch.isfinite(got).all():
                 hint = ("divide by the norm clamped to at least eps, so that a zero matrix stays "
                         "zero" if not G.any() else "the iteration diverged: normalise G before the "

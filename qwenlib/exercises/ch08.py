@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from qwenlib.config import PretrainingConfig
-from qwenlib.exercises.ch01 import _call, _report, _small_model
+from qwenlib.exercises.ch01 import _call, _report, _small_model, _unlike
 from qwenlib.generation import filter_logits, generate_ids
 from qwenlib.model import MinimalLLM
 
@@ -91,8 +91,8 @@ def check_top_p_filter(top_p_filter: Callable) -> bool:
         if error:
             return _report(False, error)
         want = filter_logits(logits, 1.0, None, p)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            return _report(False, f"{what}: expected a tensor of shape {tuple(want.shape)}")
+        if _unlike(got, want):
+            return _report(False, f"{what}: {_unlike(got, want)}")
         kept, kept_want = torch.isfinite(got), torch.isfinite(want)
         if torch.equal(kept, kept_want) and not torch.allclose(got[kept], want[kept_want].to(got.dtype)):
             return _report(False, f"{what}: the right tokens kept, but their logits changed. Hint: "
