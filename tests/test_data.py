@@ -81,10 +81,15 @@ def test_dataloaders_from_config_hold_out_the_tail():
     assert x.shape == (config.batch_size, config.max_seq_len)
 
 
-def test_training_order_is_seeded():
-    config = PretrainingConfig(**SMALL)
-    first = [next(iter(make_dataloaders(config, torch.arange(4000))[0]))[0] for _ in range(2)]
-    assert torch.equal(first[0], first[1])
+def test_training_order_is_shuffled_by_the_configs_seed():
+    def first_batch(seed):
+        config = PretrainingConfig(**SMALL, seed=seed)
+        return next(iter(make_dataloaders(config, torch.arange(4000))[0]))[0]
+
+    assert torch.equal(first_batch(42), first_batch(42))             # the same seed, the same order
+    assert not torch.equal(first_batch(42), first_batch(43))         # the seed is used
+    in_order = torch.stack([torch.arange(i, i + SMALL["max_seq_len"]) for i in range(SMALL["batch_size"])])
+    assert not torch.equal(first_batch(42), in_order)                # and the windows are shuffled
 
 
 # --- the built-in corpus, the cache, the fallback ---------------------------------

@@ -126,6 +126,23 @@ def test_dropout_acts_in_training_only():
         assert torch.equal(model.eval()(ids), model(ids))
 
 
+def test_dropout_drops_each_branch_output_at_the_configured_rate():
+    torch.manual_seed(0)
+    model = MinimalLLM(PretrainingConfig(n_layers=1, dropout=0.3)).train()
+    layer, seen = model.layers[0], {}
+    layer.self_attn.register_forward_hook(lambda m, i, out: seen.setdefault("attention", out))
+    layer.mlp.register_forward_hook(lambda m, i, out: seen.setdefault("mlp", out))
+    layer.dropout.register_forward_hook(lambda m, i, out: seen.setdefault("dropped", []).append((i[0], out)))
+    with torch.no_grad():
+        model(random_ids(model.config, length=64))
+    (attention_in, attention_out), (mlp_in, mlp_out) = seen["dropped"]   # exactly two calls
+    assert torch.equal(attention_in, seen["attention"]) and torch.equal(mlp_in, seen["mlp"])
+    for before, after in [(attention_in, attention_out), (mlp_in, mlp_out)]:
+        kept = after != 0
+        assert 0.25 < 1 - kept.float().mean().item() < 0.35                 # about 30% dropped
+        assert torch.allclose(after[kept], before[kept] / 0.7)            # the rest scaled up
+
+
 def test_rmsnorm_matches_references_and_computes_in_fp32():
     torch.manual_seed(0)
     x = torch.randn(4, 10, 64) * 300  # squares overflow fp16

@@ -70,10 +70,17 @@ def test_bad_precision_settings_name_the_field(fields, message):
         PretrainingConfig(**fields)
 
 
-def test_amp_dtype_is_a_command_line_flag():
-    from qwenlib.__main__ import build_parser
-    args = build_parser().parse_args(["train", "--amp-dtype", "fp16"])
-    assert args.amp_dtype == "fp16"
+def test_amp_dtype_from_the_command_line_reaches_the_training_precision():
+    from qwenlib.__main__ import build_parser, config_from_args
+    from qwenlib.training import mixed_precision
+
+    for flag, dtype, scaled in [("fp16", torch.float16, True), ("bf16", torch.bfloat16, False)]:
+        config = config_from_args(build_parser().parse_args(["train", "--amp-dtype", flag]))
+        autocast, scaler = mixed_precision(torch.device("cpu"), config.use_amp, config.amp_dtype)
+        assert autocast.fast_dtype == dtype and scaler.is_enabled() == scaled
+    config = config_from_args(build_parser().parse_args(["train"]))      # the default: fp32 on a CPU
+    autocast, scaler = mixed_precision(torch.device("cpu"), config.use_amp, config.amp_dtype)
+    assert not isinstance(autocast, torch.autocast) and not scaler.is_enabled()
 
 
 # --- the fp16 + GradScaler path, for real, on the CPU ------------------------------------
@@ -167,7 +174,7 @@ def test_fp16_resume_restores_the_scaler_and_continues_bit_exact(tokens, tmp_pat
     assert final1 == final2 and saved["_growth_tracker"] >= 0
 
 
-def test_a_model_of_another_shape_is_refused_by_train(tokens, tmp_path):
+def test_an_fp16_run_refuses_a_model_of_another_shape(tokens, tmp_path):
     other = MinimalLLM(PretrainingConfig(**{**TINY, "d_ff": 256}))
     with pytest.raises(ValueError, match="d_ff: model 256, config 128"):
         fp16_run(tokens, tmp_path / "other", model=other)

@@ -258,21 +258,25 @@ def test_a_model_of_another_shape_is_refused_by_train(tokens, tmp_path):
         train(tokens, tmp_path, "shape", model=fresh(d_model=64))
 
 
-def test_evaluation_is_token_weighted(tokens):
+def test_evaluation_weighs_every_token_alike_when_the_last_batch_is_short(tokens):
     config = PretrainingConfig(**TINY)
     torch.manual_seed(0)
-    from qwenlib import MinimalLLM
-    model = MinimalLLM(config)
-    _, val_loader = make_dataloaders(config, tokens)
-    result = evaluate(model, val_loader)
-    total, count = 0.0, 0
+    model = MinimalLLM(config).eval()
+    dataset = make_dataloaders(config, tokens)[1].dataset
+    batch_size = next(b for b in (3, 4, 5, 7) if len(dataset) % b)      # a short last batch
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+    result = evaluate(model, loader)
+    total, count, batch_means = 0.0, 0, []
     with torch.no_grad():
-        for x, y in val_loader:
-            total += torch.nn.functional.cross_entropy(model.eval()(x).flatten(0, 1), y.flatten(),
-                                                       reduction="sum").item()
-            count += y.numel()
-    assert result["val_loss"] == pytest.approx(total / count)
-    assert result["val_perplexity"] == pytest.approx(math.exp(total / count))
+        for x, y in loader:
+            losses = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten(),
+                                                       reduction="none")
+            total, count = total + losses.sum().item(), count + losses.numel()
+            batch_means.append(losses.mean().item())
+    assert result["val_loss"] == pytest.approx(total / count, rel=1e-6)
+    assert result["val_perplexity"] == pytest.approx(math.exp(total / count), rel=1e-6)
+    # the data can tell the two apart: a mean of batch means is another number here
+    assert sum(batch_means) / len(batch_means) != pytest.approx(total / count, rel=1e-6)
 
 
 def test_metrics_json_is_strict_json_even_before_any_evaluation(tokens, tmp_path):
