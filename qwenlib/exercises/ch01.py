@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = ['check_num_windows', 'check_make_pair', 'check_honest_split']
 
 # %% notebooks/01_tokens_and_data.ipynb, cell 70
+import contextlib
 from typing import Callable
 
 import torch
@@ -53,6 +54,19 @@ def _call(fn: Callable, *args):
 
 
 # %% notebooks/01_tokens_and_data.ipynb, cell 71
+@contextlib.contextmanager
+def _forwards(modules: list, forward_of: Callable):
+    """Inside this block each module of `modules` computes with `forward_of(module)`, the
+    learner's code in its place; gives how many were replaced."""
+    for m in modules:
+        m.forward = forward_of(m)
+    try:
+        yield len(modules)
+    finally:
+        for m in modules:
+            del m.forward
+
+
 def _unlike(got, want: torch.Tensor) -> str | None:
     """Why the learner's `got` cannot be compared with `want` (not a tensor, or not its
     shape), in words; None when it can."""

@@ -7,13 +7,12 @@ from __future__ import annotations
 __all__ = ['check_fold_gain', 'check_layer_norm_via_rms', 'check_rms_norm']
 
 # %% notebooks/02_rmsnorm.ipynb, cell 20
-import contextlib
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from qwenlib.exercises.ch01 import _call, _report, _small_model
+from qwenlib.exercises.ch01 import _call, _forwards, _report, _small_model
 from qwenlib.norm import RMSNorm
 
 
@@ -58,18 +57,11 @@ def check_layer_norm_via_rms(layer_norm: Callable) -> bool:
 
 
 # %% notebooks/02_rmsnorm.ipynb, cell 21
-@contextlib.contextmanager
 def _rms_norm_runs(model, rms_norm: Callable):
-    """Inside this block every RMSNorm of `model` computes with `rms_norm(x, weight, eps)`;
+    """A block inside which every RMSNorm of `model` computes with `rms_norm(x, weight, eps)`;
     gives the number of norms."""
     norms = [m for m in model.modules() if isinstance(m, RMSNorm)]
-    for m in norms:
-        m.forward = lambda x, m=m: rms_norm(x, m.weight, m.eps)
-    try:
-        yield len(norms)
-    finally:
-        for m in norms:
-            del m.forward
+    return _forwards(norms, lambda m: lambda x: rms_norm(x, m.weight, m.eps))
 
 
 # %% notebooks/02_rmsnorm.ipynb, cell 22

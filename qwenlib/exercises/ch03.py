@@ -8,12 +8,11 @@ __all__ = ['check_interleaved_to_rotate_half', 'check_ones_score', 'check_apply_
 
 # %% notebooks/03_rope.ipynb, cell 18
 import math
-import contextlib
 from typing import Callable
 
 import torch
 
-from qwenlib.exercises.ch01 import _call, _report, _small_model, _unlike
+from qwenlib.exercises.ch01 import _call, _forwards, _report, _small_model, _unlike
 from qwenlib.rope import Rotary
 
 
@@ -40,9 +39,8 @@ def _scores(x, wq, wk, head_dim, rope):
 
 
 # %% notebooks/03_rope.ipynb, cell 19
-@contextlib.contextmanager
 def _apply_rope_runs(model, apply_rope: Callable):
-    """Inside this block every layer of `model` rotates its queries and keys with
+    """A block inside which every layer of `model` rotates its queries and keys with
     `apply_rope(x, cos, sin)`, at any position (the KV cache's offset too)."""
     rotary = model.layers[0].self_attn.rotary   # one instance serves every layer
 
@@ -50,11 +48,7 @@ def _apply_rope_runs(model, apply_rope: Callable):
         cos, sin = rotary.tables(offset + x.shape[-2], x.device)
         return apply_rope(x, cos[offset:].to(x.dtype), sin[offset:].to(x.dtype))
 
-    rotary.forward = yours
-    try:
-        yield
-    finally:
-        del rotary.forward
+    return _forwards([rotary], lambda _: yours)
 
 
 # %% notebooks/03_rope.ipynb, cell 20

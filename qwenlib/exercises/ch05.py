@@ -7,29 +7,22 @@ from __future__ import annotations
 __all__ = ['check_swiglu', 'check_decoder_block', 'check_count_parameters']
 
 # %% notebooks/05_swiglu_and_model.ipynb, cell 45
-import contextlib
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from qwenlib.config import PretrainingConfig
-from qwenlib.exercises.ch01 import _call, _report, _small_model, _unlike
+from qwenlib.exercises.ch01 import _call, _forwards, _report, _small_model, _unlike
 from qwenlib.model import MinimalLLM, Qwen3DecoderLayer, Qwen3MLP
 
 
-@contextlib.contextmanager
 def _swiglu_runs(model, swiglu: Callable):
-    """Inside this block every feed-forward layer of `model` computes with
+    """A block inside which every feed-forward layer of `model` computes with
     `swiglu(x, w_gate, w_up, w_down)`; gives the number of layers."""
     mlps = [m for m in model.modules() if isinstance(m, Qwen3MLP)]
-    for m in mlps:
-        m.forward = lambda x, m=m: swiglu(x, m.gate_proj.weight, m.up_proj.weight, m.down_proj.weight)
-    try:
-        yield len(mlps)
-    finally:
-        for m in mlps:
-            del m.forward
+    return _forwards(mlps, lambda m: lambda x: swiglu(x, m.gate_proj.weight, m.up_proj.weight,
+                                                       m.down_proj.weight))
 
 
 # %% notebooks/05_swiglu_and_model.ipynb, cell 46
