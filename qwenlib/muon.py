@@ -140,10 +140,12 @@ def setup_muon_optimizer(model: torch.nn.Module, config) -> list[torch.optim.Opt
             embed.append((name, p))
         else:
             gains.append((name, p))
+    groups = [{"params": embed, "weight_decay": config.weight_decay},
+              {"params": gains, "weight_decay": 0.0}]
     return [
         Muon(muon, lr=config.muon_lr, momentum=0.95),
-        torch.optim.AdamW([{"params": embed, "weight_decay": config.weight_decay},
-                           {"params": gains, "weight_decay": 0.0}], lr=config.muon_lr * 0.1),
+        # an empty group (a frozen embedding) is left out: torch refuses to mix it with named ones
+        torch.optim.AdamW([g for g in groups if g["params"]], lr=config.muon_lr * 0.1),
     ]
 
 

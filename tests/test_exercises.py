@@ -6,7 +6,7 @@ import pytest
 
 from conftest import ROOT
 from qwenlib import exercises
-from solutions import appendix_a, b1, b2, b3, b4, b5, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch09b, ch10
+from solutions import appendix_a, b1, b2, b3, b4, b5, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch09b, ch09c, ch10
 
 EXERCISES = [
     (ch01, "check_num_windows", "num_windows"), (ch01, "check_make_pair", "make_pair"),
@@ -28,6 +28,7 @@ EXERCISES = [
     (ch09, "check_early_stop", "early_stop"),
     (ch09, "check_same_bits_loss", "same_bits_loss"),
     (ch09b, "check_best_is_inside", "best_is_inside"), (ch09b, "check_crossing_update", "crossing"),
+    (ch09c, "check_verdict", "verdict"), (ch09c, "check_parallel_block", "parallel_block"),
     (ch10, "check_unshard", "unshard"), (ch10, "check_per_process_batch", "per_process_batch"),
     (appendix_a, "check_chunked_loss", "chunked_loss"),
     (appendix_a, "check_chunked_backward", "chunked_backward"),

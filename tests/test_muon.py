@@ -95,19 +95,29 @@ def test_split_gives_block_matrices_to_muon_and_the_rest_to_adamw():
     assert sum(p.numel() for p in muon.param_groups[0]["params"]) == 737_280
 
 
-def test_muon_and_adamw_train_the_model():
+def test_muons_updates_of_the_block_matrices_learn_what_only_the_blocks_can():
+    """Predicting the previous token needs attention, i.e. the block matrices, which Muon
+    trains; the embedding (and so the tied output layer) is frozen, and AdamW gets only the
+    norm gains, which cannot move a token one position. Fresh random batches each update, so
+    the loss falls only by learning the rule (measured: 4.22 -> 3.50 in 60 updates; with
+    Muon.step a no-op it stays at 4.2). Freezing the embedding also checks that the optimizer
+    set-up leaves an empty group out (torch refused the mix of named and empty groups)."""
     torch.manual_seed(0)
-    config = PretrainingConfig(vocab_size=300, builtin_vocab_size=300, max_seq_len=32,
-                               n_layers=1, dropout=0.0)
+    config = PretrainingConfig(vocab_size=64, max_seq_len=32, n_layers=1, dropout=0.0)
     model = MinimalLLM(config)
+    model.embed_tokens.weight.requires_grad_(False)
     optimizers = setup_muon_optimizer(model, config)
-    x = torch.randint(0, 300, (4, 32))
+    assert [len(g["params"]) for g in optimizers[1].param_groups] == [5]   # the 5 norm gains only
+    batches = torch.Generator().manual_seed(1)
     losses = []
-    for _ in range(30):
-        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), x.flatten())
+    for _ in range(60):
+        x = torch.randint(0, 64, (8, 32), generator=batches)
+        targets = x.roll(1, dims=1)
+        targets[:, 0] = -100                      # the first token has no previous one
+        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), targets.flatten())
         loss.backward()
         for opt in optimizers:
             opt.step()
             opt.zero_grad()
         losses.append(loss.item())
-    assert losses[-1] < losses[0] - 1.0  # memorising one batch: the loss must fall clearly
+    assert sum(losses[-5:]) / 5 < losses[0] - 0.4

@@ -14,6 +14,7 @@ from qwenlib.exercises.ch07 import check_accumulation, check_update, check_warmu
 from qwenlib.exercises.ch08 import check_greedy_decode, check_top_k_keep, check_top_p_filter
 from qwenlib.exercises.ch09 import check_early_stop, check_same_bits_loss, check_your_model
 from qwenlib.exercises.ch09b import check_best_is_inside, check_crossing_update
+from qwenlib.exercises.ch09c import check_parallel_block, check_verdict
 from qwenlib.exercises.ch10 import check_per_process_batch, check_unshard
 from qwenlib.exercises.appendix_a import check_chunked_backward, check_chunked_loss
 from qwenlib.exercises.b1 import check_gguf_data_bytes, check_gguf_header
@@ -51,6 +52,7 @@ __all__ = [
     "check_newton_schulz",
     "check_num_windows",
     "check_ones_score",
+    "check_parallel_block",
     "check_per_process_batch",
     "check_resume_index",
     "check_rms_norm",
@@ -63,6 +65,7 @@ __all__ = [
     "check_top_p_filter",
     "check_unshard",
     "check_update",
+    "check_verdict",
     "check_warmup_linear",
     "check_your_model",
     "check_zero_query_output",
