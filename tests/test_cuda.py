@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from qwenlib import (MinimalLLM, Muon, PretrainingConfig, generate_text, load_and_cache_data,
-                     make_dataloaders, training_dtype)
-from qwenlib.training import PretrainingTrainer, load_checkpoint
+                     load_model, make_dataloaders, training_dtype)
+from qwenlib.training import PretrainingTrainer
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -114,7 +114,17 @@ def test_muon_on_cuda_stays_within_bf16_tolerance_of_fp32(tmp_path):
     assert worst < 0.05
 
 
-def test_a_cuda_checkpoint_loads_on_the_cpu(tokens, tmp_path):
-    run(tokens, tmp_path / "ckpt", max_steps=2)
-    state = load_checkpoint(tmp_path / "ckpt" / "final_model1.pt")
-    assert all(t.device.type == "cpu" for t in state["model"].values())
+def test_a_cuda_trained_checkpoint_gives_the_same_logits_on_the_cpu(tokens, tmp_path):
+    """What a GPU run saves is the model it trained: on a CPU (load_model(path, "cpu"), as on
+    a machine without a GPU) the checkpoint computes the trained CUDA model's logits, in fp32
+    on both sides, and not those of an untrained model of the same shape."""
+    model, _ = run(tokens, tmp_path / "ckpt", max_steps=20)
+    cpu_model = load_model(tmp_path / "ckpt" / "final_model1.pt", "cpu")
+    assert all(p.device.type == "cpu" for p in cpu_model.parameters())
+    ids = torch.as_tensor(tokens[:64]).long()[None]
+    with torch.no_grad():
+        want = model.eval().float()(ids.cuda()).cpu()
+        got = cpu_model.eval()(ids)
+        untrained = MinimalLLM(cpu_model.config).eval()(ids)
+    torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3)
+    assert (untrained - got).abs().max() > 0.1

@@ -67,22 +67,39 @@ def test_the_floor_versions_are_the_ones_imported():
     assert transformers.__version__ == floors()["transformers"]
 
 
-def test_the_notebooks_extra_draws_a_plot_and_builds_the_widget():
-    """What the chapters need of matplotlib and ipywidgets, under whichever versions run."""
+def diagrams():
+    """(notebook, source) of every diagram cell of the book: a `_draw()` that makes a picture."""
+    import json
+
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] == "code" and "def _draw(" in source:
+                yield path.name, source
+
+
+DIAGRAMS = list(diagrams())
+
+
+@pytest.mark.parametrize("notebook, source", DIAGRAMS, ids=[name for name, _ in DIAGRAMS])
+def test_every_diagram_of_the_book_draws_with_the_installed_matplotlib(notebook, source):
+    """The notebooks extra's matplotlib, at whichever version runs (under `make test-floors`,
+    the lowest pyproject.toml admits), draws each diagram cell of the chapters to a PNG: the
+    calls the book makes, not a plot of the test's own. (The widgets extra is tested by
+    test_generation's widget tests, which run under the floors too.)"""
     import io
 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
-    import ipywidgets
 
-    fig, ax = plt.subplots(figsize=(3, 2))
-    ax.semilogy(np.linspace(0, 1, 50), np.exp(np.linspace(0, 5, 50)), label="curve")
-    ax.legend()
-    png = io.BytesIO()
-    fig.savefig(png, format="png")
-    plt.close(fig)
-    assert png.getvalue().startswith(b"\x89PNG")
-    slider = ipywidgets.FloatSlider(value=0.8, min=0, max=2, description="temperature")
-    assert slider.value == 0.8
+    plt.close("all")
+    try:
+        exec(compile(source, notebook, "exec"), {"plt": plt})   # the cell draws as it does in Jupyter
+        assert plt.get_fignums(), f"the diagram cell of {notebook} drew no figure"
+        for number in plt.get_fignums():
+            png = io.BytesIO()
+            plt.figure(number).savefig(png, format="png")
+            assert png.getvalue().startswith(b"\x89PNG")
+    finally:
+        plt.close("all")

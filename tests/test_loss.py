@@ -152,18 +152,31 @@ def test_peak_memory_holds_one_chunk_not_all_the_logits(setup, monkeypatch):
     assert max(sizes) < positions * vocab
 
 
-def test_the_logits_buffer_is_kept_between_calls_on_the_cpu(setup, monkeypatch):
-    """A fresh 50 MB block per call would pay the operating system's page faults each time."""
+def test_the_logits_buffer_is_kept_between_calls_on_the_cpu_and_every_call_stays_exact(setup, monkeypatch):
+    """A fresh 50 MB block per call would pay the operating system's page faults each time; so
+    the block is kept, and reused by later calls of the same or a smaller chunk size; a larger
+    one gets a larger block. What a call leaves in it must not reach the next: each call's loss
+    and gradients equal plain cross-entropy's (other inputs, other targets each time)."""
     import qwenlib.loss
 
     monkeypatch.setattr(qwenlib.loss, "_block_buffer", qwenlib.loss._BlockBuffer())
     model, x, y = setup
-    hidden = model.hidden_states(x)[0].detach().requires_grad_()
-    linear_cross_entropy(hidden, model.lm_head.weight, y, chunk_size=32).backward()
-    kept = qwenlib.loss._block_buffer.tensor.data_ptr()
-    linear_cross_entropy(hidden, model.lm_head.weight, y, chunk_size=32).backward()
-    linear_cross_entropy(hidden, model.lm_head.weight, y, chunk_size=8).backward()
-    assert qwenlib.loss._block_buffer.tensor.data_ptr() == kept
+    weight = model.lm_head.weight.detach()
+    kept = None
+    for call, chunk_size in enumerate((32, 32, 8, 64)):
+        torch.manual_seed(call)
+        hidden = (model.hidden_states(x)[0].detach() * (1 + call)).requires_grad_()
+        targets = y.roll(call, dims=1)
+        got = linear_cross_entropy(hidden, weight, targets, chunk_size=chunk_size)
+        got_grad, = torch.autograd.grad(got, hidden)
+        if call == 0:
+            kept = qwenlib.loss._block_buffer.tensor.data_ptr()
+        elif call == 2:
+            assert qwenlib.loss._block_buffer.tensor.data_ptr() == kept
+        want = F.cross_entropy((hidden @ weight.T).flatten(0, 1), targets.flatten())
+        want_grad, = torch.autograd.grad(want, hidden)
+        assert abs(got.item() - want.item()) <= 1e-5 * abs(want.item()), f"call {call}"
+        torch.testing.assert_close(got_grad, want_grad, rtol=1e-4, atol=1e-6)
 
 
 def test_two_losses_before_one_backward_keep_their_own_gradients():
