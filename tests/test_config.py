@@ -17,6 +17,27 @@ def test_defaults_are_the_original_packages():
     assert c.head_dim == 32
 
 
+def test_the_default_settings_reach_the_model_and_its_optimizers():
+    """Each default above is wired to what it sets: a field the model or the optimizer set-up
+    ignored would still pass the test above."""
+    import torch
+
+    from qwenlib import MinimalLLM, setup_optimizers
+
+    c = PretrainingConfig()
+    model = MinimalLLM(c)
+    layer = model.layers[0]
+    assert len(model.layers) == 3 and model.embed_tokens.weight.shape == (49152, 128)
+    assert layer.self_attn.q_proj.out_features == 4 * 32 and layer.self_attn.k_proj.out_features == 2 * 32
+    assert layer.mlp.gate_proj.out_features == 512 and layer.dropout.p == 0.1
+    assert {m.eps for m in model.modules() if type(m).__name__ == "RMSNorm"} == {1e-6}
+    assert (layer.self_attn.rotary.theta, layer.self_attn.rotary.max_seq_len) == (10000.0, 256)
+    muon, adamw = setup_optimizers(model, c)
+    assert type(muon).__name__ == "Muon" and muon.param_groups[0]["lr"] == 0.01
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["lr"] == 0.001
+    assert [g["weight_decay"] for g in adamw.param_groups] == [0.1, 0.0]
+
+
 @pytest.mark.parametrize("bad, field, words", [
     (dict(d_model=130), "d_model", "divisible by n_heads"),
     (dict(n_kv_heads=3), "n_heads", "multiple of n_kv_heads"),

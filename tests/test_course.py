@@ -18,8 +18,15 @@ def code_cells(path):
             if c["cell_type"] == "code"]
 
 
-def test_there_are_notebooks():
-    assert NOTEBOOKS, "no notebooks found in notebooks/"
+def test_every_page_the_table_of_contents_names_exists():
+    """The other direction of test_table_of_contents_lists_every_page: a renamed or deleted
+    chapter left in _toc.yml (and, as every notebook test here is per file, a missing
+    notebooks/ folder) fails here."""
+    toc = (ROOT / "_toc.yml").read_text()
+    named = re.findall(r"(?m)^\s*(?:-\s*)?(?:file|root):\s*(\S+)", toc)
+    assert len(named) >= len(NOTEBOOKS) > 0
+    missing = [n for n in named if not any((ROOT / n).with_suffix(s).exists() for s in (".ipynb", ".md"))]
+    assert not missing, f"_toc.yml names pages that do not exist: {missing}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

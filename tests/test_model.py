@@ -24,10 +24,16 @@ def random_ids(config, batch=3, length=120, seed=0):
     return torch.randint(0, config.vocab_size, (batch, length), generator=g)
 
 
-def test_default_model_has_7029824_parameters():
-    model = MinimalLLM(PretrainingConfig())
-    assert model.num_parameters() == 7_029_824
+def test_the_default_model_has_7029824_parameters_counted_as_transformers_counts_them():
+    """The course's headline number, counted the way transformers' own Qwen3 counts the same
+    model (the tied embedding once), and the sum of the parts a reader adds up in chapter 5."""
+    c = PretrainingConfig()
+    model = MinimalLLM(c)
     assert model.lm_head.weight is model.embed_tokens.weight
+    per_layer = (c.d_model * c.head_dim * (2 * c.n_heads + 2 * c.n_kv_heads)   # q, k, v, o
+                 + 2 * c.head_dim + 3 * c.d_model * c.d_ff + 2 * c.d_model)   # head norms, MLP, norms
+    by_parts = c.vocab_size * c.d_model + c.n_layers * per_layer + c.d_model
+    assert model.num_parameters() == to_hf(model).num_parameters() == by_parts == 7_029_824
 
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
