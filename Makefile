@@ -27,7 +27,7 @@ FLOOR_TESTS := tests/test_dependencies.py tests/test_model.py tests/test_generat
 	tests/test_training.py::test_metrics_json_is_strict_json_even_before_any_evaluation \
 	tests/test_cli.py::test_exported_folder_generates_the_same_in_transformers_alone
 
-.PHONY: setup browser-deps train test test-floors test-floors-all gpu-check export check-export unit notebooks book bench interop clean
+.PHONY: setup browser-deps train test test-floors test-floors-all gpu-check export check-export unit notebooks book bench interop mutants clean
 
 setup: $(STAMP)
 
@@ -107,6 +107,13 @@ gpu-check: setup
 interop: setup
 	$(PY) -m pip install --quiet llama-cpp-python==0.3.36
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/gguf_interop.py
+
+## mutation testing of the core modules (mutmut): slow, so not part of `make test`; the score
+## per module is printed, the surviving mutants go to test-artifacts/mutants/. Some modules:
+## make mutants MODULES="norm rope"
+mutants: setup
+	$(PY) -m pip install --quiet "mutmut==3.8.1"
+	$(PY) tools/mutants.py $(MODULES)
 
 bench: setup
 	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }; \

@@ -36,6 +36,13 @@ def test_the_default_model_has_7029824_parameters_counted_as_transformers_counts
     assert model.num_parameters() == to_hf(model).num_parameters() == by_parts == 7_029_824
 
 
+def test_a_printed_model_shows_each_norms_width_and_eps():
+    """What `print(model)` shows in the chapters: every norm with its width and eps."""
+    text = repr(MinimalLLM(PretrainingConfig(vocab_size=300, rms_norm_eps=1e-5)))
+    assert "(input_layernorm): RMSNorm(128, eps=1e-05)" in text
+    assert "(q_norm): RMSNorm(32, eps=1e-05)" in text
+
+
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
 def test_logits_equal_transformers_qwen3(shape):
     torch.manual_seed(0)
