@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_verdict', 'check_parallel_block']
 
-# %% notebooks/09c_what_each_piece_buys.ipynb, cell 26
+# %% notebooks/09c_what_each_piece_buys.ipynb, cell 28
 from typing import Callable
 
 import torch
@@ -24,7 +24,7 @@ def _verdict(baseline, variant) -> str:
     return "within noise"
 
 
-# %% notebooks/09c_what_each_piece_buys.ipynb, cell 27
+# %% notebooks/09c_what_each_piece_buys.ipynb, cell 29
 def check_verdict(verdict: Callable) -> bool:
     """Exercise 9c.2: `verdict(baseline, variant)`, each a list of final validation losses
     (one per seed), says "better", "worse", "within noise" or "too few seeds"."""
@@ -47,7 +47,7 @@ def check_verdict(verdict: Callable) -> bool:
     return _report(True, f"verdict is right in all {len(cases)} cases")
 
 
-# %% notebooks/09c_what_each_piece_buys.ipynb, cell 28
+# %% notebooks/09c_what_each_piece_buys.ipynb, cell 30
 def _parallel(x, attention, mlp, norm):
     h = norm(x)
     return x + attention(h) + mlp(h)
@@ -65,7 +65,7 @@ def _varied_model():
     return model
 
 
-# %% notebooks/09c_what_each_piece_buys.ipynb, cell 29
+# %% notebooks/09c_what_each_piece_buys.ipynb, cell 31
 def check_parallel_block(parallel_block: Callable) -> bool:
     """Exercise 9c.3: `parallel_block(x, attention, mlp, norm)` is GPT-J's and PaLM's block:
     attention and the MLP read the same normed input side by side and both outputs join the
