@@ -59,6 +59,20 @@ def check_swiglu(swiglu: Callable) -> bool:
 
 
 # %% notebooks/05_swiglu_and_model.ipynb, cell 47
+def _varied_model(**shape) -> MinimalLLM:
+    """The small model with random norm gains (a norm used twice shows) and block weights
+    x10 (branches of a size that shows in the sum): a block's slips then change the output."""
+    model = _small_model(**shape)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)
+            elif "layers" in name:
+                p.mul_(10)
+    return model
+
+
+# %% notebooks/05_swiglu_and_model.ipynb, cell 48
 def _block_parts(layer: Qwen3DecoderLayer) -> tuple:
     return (layer.self_attn, layer.mlp, layer.input_layernorm, layer.post_attention_layernorm,
             layer.dropout)
@@ -72,13 +86,7 @@ def check_decoder_block(decoder_block: Callable) -> bool:
     hint = ("x = x + dropout(attention(input_norm(x))), then x = x + "
             "dropout(mlp(post_norm(x))): the norm inside each branch, the residual stream "
             "itself never normalised (section 'The block and the model')")
-    model = _small_model(dropout=0.3)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.uniform_(0.5, 1.5)         # random gains: a norm used twice shows
-            elif "layers" in name:
-                p.mul_(10)                   # branches of a size that shows in the sum
+    model = _varied_model(dropout=0.3)
     layer = model.layers[0].train()
     x = torch.randn(3, 9, model.config.d_model, generator=torch.Generator().manual_seed(1))
     for mode in ("eval", "train"):
@@ -116,7 +124,7 @@ def check_decoder_block(decoder_block: Callable) -> bool:
                    f"(dropout 0.3): its loss equals qwenlib's ({got.item():.4f}, difference {difference:.1e})")
 
 
-# %% notebooks/05_swiglu_and_model.ipynb, cell 48
+# %% notebooks/05_swiglu_and_model.ipynb, cell 49
 def check_count_parameters(count_parameters: Callable) -> bool:
     """Exercise 5.3: `count_parameters(config)`, the number of parameters of
     MinimalLLM(config) with the tied embedding counted once, by formula."""

@@ -11,7 +11,8 @@ from typing import Callable
 
 import torch
 
-from qwenlib.exercises.ch01 import _call, _forwards, _report, _small_model, _unlike
+from qwenlib.exercises.ch01 import _call, _forwards, _report, _unlike
+from qwenlib.exercises.ch05 import _varied_model
 
 
 def _verdict(baseline, variant) -> str:
@@ -51,18 +52,6 @@ def check_verdict(verdict: Callable) -> bool:
 def _parallel(x, attention, mlp, norm):
     h = norm(x)
     return x + attention(h) + mlp(h)
-
-
-def _varied_model():
-    """The small model with random norm gains and block weights x10: a slip then shows."""
-    model = _small_model()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.uniform_(0.5, 1.5)
-            elif "layers" in name:
-                p.mul_(10)
-    return model
 
 
 # %% notebooks/09c_what_each_piece_buys.ipynb, cell 31
