@@ -62,7 +62,12 @@ class PretrainingConfig:
     muon_lr: float = 0.01  # ch6: Muon learning rate (AdamW gets a tenth of it)
     optimizer: str = "muon"  # ch6: "muon" (Muon + AdamW, the original) or "adamw" (AdamW only)
     adamw_lr: float = 0.001  # ch9: learning rate of every parameter when optimizer="adamw"
-    weight_decay: float = 0.1  # ch6: decoupled weight decay
+    weight_decay: float = 0.1  # ch6: decoupled weight decay (AdamW's matrices)
+    muon_weight_decay: float = 0.0  # ch6: decoupled weight decay of Muon's matrices
+    muon_adjust_lr: str = "original"  # ch6: Muon's step scale: "original" or "match_rms_adamw"
+    muon_ns_coefficients: str = "jordan"  # ch6: Newton-Schulz: "jordan" or "polar_express"
+    normuon: bool = False  # ch6: NorMuon's per-neuron normalisation of Muon's update
+    cautious_weight_decay: bool = False  # ch6: Muon decays only where update and weight agree
     grad_clip: float = 1.0  # ch7: max global gradient norm
     warmup_ratio: float = 0.05  # ch7: share of updates spent warming up the LR
     min_lr_ratio: float = 0.1  # ch7: floor of the cosine schedule, as a share of the peak

@@ -6,19 +6,27 @@ from __future__ import annotations
 
 __all__ = [
     'default_ns_dtype',
+    'is_triple',
+    'per_step',
     'zeropower_via_newtonschulz5',
+    'check_muon_settings',
     'Muon',
+    'adjusted_lr',
+    'split_for_muon',
     'setup_muon_optimizer',
     'setup_adamw_optimizer',
     'setup_optimizers',
+    'normalize_neurons',
 ]
 
 # %% notebooks/06_muon.ipynb, cell 10
+import math
+
 import torch
 
 from qwenlib.runtime import has_native_bf16
 
-NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # Keller Jordan's quintic (a, b, c)
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # Keller Jordan's quintic (a, b, c), every step
 
 
 def default_ns_dtype(device: torch.device) -> torch.dtype:
@@ -28,30 +36,74 @@ def default_ns_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if has_native_bf16(device) else torch.float32
 
 
+# %% notebooks/06_muon.ipynb, cell 12
+def is_triple(t) -> bool:
+    """Whether `t` is one (a, b, c) of finite numbers."""
+    return (isinstance(t, (tuple, list)) and len(t) == 3
+            and all(isinstance(x, (int, float)) and math.isfinite(x) for x in t))
+
+
+def per_step(coefficients, steps: int) -> list[tuple[float, float, float]]:
+    """One (a, b, c) per step: a single triple is used at every step; of a list of triples,
+    step i takes the i-th (and the last one repeats if there are more steps than triples)."""
+    if is_triple(coefficients):
+        return [tuple(coefficients)] * steps
+    return [tuple(coefficients[min(i, len(coefficients) - 1)]) for i in range(steps)]
+
+
 def zeropower_via_newtonschulz5(G: torch.Tensor, steps: int = 5, eps: float = 1e-7,
-                                dtype: torch.dtype | None = None) -> torch.Tensor:
+                                dtype: torch.dtype | None = None,
+                                coefficients=NS_COEFFICIENTS) -> torch.Tensor:
     """Approximately orthogonalise a matrix: G = U S V^T -> U S' V^T with S' near 1.
 
     Each step applies the odd polynomial p(x) = a x + b x^3 + c x^5 to every
-    singular value at once, using only matrix products. Five steps bring every
-    singular value into roughly [0.7, 1.2], which is all Muon needs.
+    singular value at once, using only matrix products. Five steps of Keller Jordan's
+    quintic bring every singular value into roughly [0.7, 1.2], which is all Muon needs.
+    `coefficients`: one (a, b, c) for every step, or one per step (see `per_step`).
     """
     if G.ndim != 2:
         raise ValueError(f"Newton-Schulz needs a matrix, got a tensor of shape {tuple(G.shape)}")
-    a, b, c = NS_COEFFICIENTS
     X = G.to(dtype or default_ns_dtype(G.device))
     transposed = X.size(0) > X.size(1)
     if transposed:  # work with the short side: X @ X.T is then the small Gram matrix
         X = X.T
     X = X / X.norm().clamp(min=eps)  # Frobenius norm >= spectral norm, so all s <= 1
-    for _ in range(steps):
+    for a, b, c in per_step(coefficients, steps):
         A = X @ X.T
         B = b * A + c * (A @ A)
         X = a * X + B @ X  # = p(X): a X + b (X X^T) X + c (X X^T)^2 X
     return X.T if transposed else X
 
 
-# %% notebooks/06_muon.ipynb, cell 14
+# %% notebooks/06_muon.ipynb, cell 16
+_OFF = dict(adjust_lr_fn=None, ns_coefficients=NS_COEFFICIENTS, normuon=False,
+            normuon_beta2=0.95, cautious_weight_decay=False)  # the 2024 algorithm
+
+
+def check_muon_settings(s: dict) -> None:
+    """Raise ValueError naming the first of Muon's settings that cannot work."""
+    if not s["lr"] > 0:
+        raise ValueError(f"lr={s['lr']} must be positive")
+    if not 0 <= s["momentum"] < 1:
+        raise ValueError(f"momentum={s['momentum']} must satisfy 0 <= momentum < 1")
+    if not s["weight_decay"] >= 0:
+        raise ValueError(f"weight_decay={s['weight_decay']} must be >= 0")
+    if s["ns_steps"] < 1:
+        raise ValueError(f"ns_steps={s['ns_steps']} must be at least 1")
+    if s["ns_dtype"] not in (None, "float32", "bfloat16", "float16"):
+        raise ValueError(f'ns_dtype={s["ns_dtype"]!r} must be None, "float32", "bfloat16" or "float16"')
+    if s["adjust_lr_fn"] not in (None, "original", "match_rms_adamw"):
+        raise ValueError(f'adjust_lr_fn={s["adjust_lr_fn"]!r} must be None or "original" '
+                         '(Keller Jordan\'s scale) or "match_rms_adamw" (Moonlight\'s)')
+    co = s["ns_coefficients"]
+    if not (is_triple(co) or isinstance(co, (tuple, list)) and co and all(map(is_triple, co))):
+        raise ValueError(f"ns_coefficients={s['ns_coefficients']!r} must be one (a, b, c) of "
+                         "finite numbers or a list of them, one per step")
+    if not 0 <= s["normuon_beta2"] < 1:
+        raise ValueError(f"normuon_beta2={s['normuon_beta2']} must satisfy 0 <= beta2 < 1")
+
+
+# %% notebooks/06_muon.ipynb, cell 17
 class Muon(torch.optim.Optimizer):
     """Muon (MomentUm Orthogonalized by Newton-Schulz), for 2-D weight matrices.
 
@@ -61,28 +113,27 @@ class Muon(torch.optim.Optimizer):
         update <- G + momentum * (buf - G)  if nesterov else buf
         update <- NewtonSchulz5(update)                   (singular values -> ~1)
         W      <- W * (1 - lr * weight_decay)             (decoupled weight decay)
-        W      <- W - lr * sqrt(max(1, rows / cols)) * update
+        W      <- W - adjusted_lr(lr, W's shape) * update  (sqrt(max(1, rows / cols)) * lr)
 
     `p.grad` is never modified. Pass `model.named_parameters()`-style
     (name, tensor) pairs to get errors that name the parameter. `ns_dtype`
     ("float32", "bfloat16" or None for the device default) sets the precision
-    of the Newton-Schulz iteration.
+    of the Newton-Schulz iteration. Off by default, and explained in "What changed
+    after 2024": `adjust_lr_fn="match_rms_adamw"` (torch's name: Moonlight's scale),
+    `ns_coefficients` (one triple per step: Polar Express), `normuon` (a per-neuron
+    second moment), `cautious_weight_decay` (decay only where update and weight agree).
     """
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
-                 ns_steps: int = 5, weight_decay: float = 0.0, ns_dtype: str | None = None):
-        if not lr > 0:
-            raise ValueError(f"lr={lr} must be positive")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum={momentum} must satisfy 0 <= momentum < 1")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay={weight_decay} must be >= 0")
-        if ns_steps < 1:
-            raise ValueError(f"ns_steps={ns_steps} must be at least 1")
-        if ns_dtype not in (None, "float32", "bfloat16", "float16"):
-            raise ValueError(f'ns_dtype={ns_dtype!r} must be None, "float32", "bfloat16" or "float16"')
+                 ns_steps: int = 5, weight_decay: float = 0.0, ns_dtype: str | None = None, *,
+                 adjust_lr_fn: str | None = None, ns_coefficients=NS_COEFFICIENTS,
+                 normuon: bool = False, normuon_beta2: float = 0.95,
+                 cautious_weight_decay: bool = False):
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
-                        weight_decay=weight_decay, ns_dtype=ns_dtype)
+                        weight_decay=weight_decay, ns_dtype=ns_dtype, adjust_lr_fn=adjust_lr_fn,
+                        ns_coefficients=ns_coefficients, normuon=normuon,
+                        normuon_beta2=normuon_beta2, cautious_weight_decay=cautious_weight_decay)
+        check_muon_settings(defaults)
         super().__init__(params, defaults)
         for group in self.param_groups:
             names = group.get("param_names") or [None] * len(group["params"])
@@ -94,7 +145,14 @@ class Muon(torch.optim.Optimizer):
                                      "norm gains and biases to AdamW instead "
                                      "(qwenlib.setup_muon_optimizer does this split).")
 
-    # %% notebooks/06_muon.ipynb, cell 17
+    def __setstate__(self, state: dict) -> None:
+        """Optimizer states saved before the options of 2025 existed load with them off."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, off in _OFF.items():
+                group.setdefault(key, off)
+
+    # %% notebooks/06_muon.ipynb, cell 22
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -113,23 +171,34 @@ class Muon(torch.optim.Optimizer):
                 buf = state["momentum_buffer"]
                 buf.lerp_(p.grad, 1 - momentum)
                 update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
-                update = zeropower_via_newtonschulz5(update, group["ns_steps"], dtype=dtype)
-                p.mul_(1 - lr * wd)
-                scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
-                p.add_(update.to(p.dtype), alpha=-lr * scale)
+                update = zeropower_via_newtonschulz5(update, group["ns_steps"], dtype=dtype,
+                                                     coefficients=group["ns_coefficients"])
+                if group["normuon"]:  # off by default: NorMuon, below
+                    update = normalize_neurons(update, state, group["normuon_beta2"])
+                if group["cautious_weight_decay"]:  # off by default: cautious decay, below
+                    p.mul_(1 - lr * wd * (update * p >= 0))
+                else:
+                    p.mul_(1 - lr * wd)
+                p.add_(update.to(p.dtype), alpha=-adjusted_lr(lr, group["adjust_lr_fn"], p.shape))
         return loss
 
 
-# %% notebooks/06_muon.ipynb, cell 21
-def setup_muon_optimizer(model: torch.nn.Module, config) -> list[torch.optim.Optimizer]:
-    """The course's optimizers: [Muon, AdamW], as in the original package.
+# %% notebooks/06_muon.ipynb, cell 20
+def adjusted_lr(lr: float, adjust_lr_fn: str | None, shape: torch.Size) -> float:
+    """The step size of an orthogonalised update of a (rows, cols) matrix, with torch's
+    names: "original" (or None) scales lr by sqrt(max(1, rows / cols)) (Keller Jordan);
+    "match_rms_adamw" by 0.2 * sqrt(max(rows, cols)) (Moonlight, see below)."""
+    rows, cols = shape
+    if adjust_lr_fn == "match_rms_adamw":
+        return lr * 0.2 * max(rows, cols) ** 0.5
+    return lr * max(1.0, rows / cols) ** 0.5
 
-    Muon (lr = config.muon_lr) gets the 2-D weight matrices inside the blocks.
-    AdamW (lr = config.muon_lr * 0.1) gets the rest: the embedding, which is
-    also the tied output head (weight decay config.weight_decay), and every norm
-    gain (no weight decay: decaying a gain pulls it towards zero, not towards
-    "simpler").
-    """
+
+# %% notebooks/06_muon.ipynb, cell 26
+def split_for_muon(model: torch.nn.Module) -> tuple[list, list, list]:
+    """(name, parameter) pairs in three lists: the 2-D matrices inside the blocks (Muon's),
+    the other matrices (the embedding, also the tied output head) and the 1-D norm gains.
+    Frozen parameters are left out."""
     muon, embed, gains = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -140,19 +209,44 @@ def setup_muon_optimizer(model: torch.nn.Module, config) -> list[torch.optim.Opt
             embed.append((name, p))
         else:
             gains.append((name, p))
+    return muon, embed, gains
+
+
+def setup_muon_optimizer(model: torch.nn.Module, config) -> list[torch.optim.Optimizer]:
+    """The course's optimizers: [Muon, AdamW].
+
+    Muon gets the 2-D weight matrices inside the blocks; AdamW the rest: the embedding,
+    which is also the tied output head (weight decay config.weight_decay), and every norm
+    gain (no weight decay: decaying a gain pulls it towards zero, not towards "simpler").
+    The rates, by config.muon_adjust_lr:
+    - "original" (the default, as in the original package): Muon at config.muon_lr with
+      config.muon_weight_decay (0 by default), AdamW at a tenth of config.muon_lr;
+    - "match_rms_adamw" (Moonlight's rule): every parameter at config.adamw_lr, and Muon's
+      matrices decay by config.weight_decay, as AdamW's would.
+    """
+    muon, embed, gains = split_for_muon(model)
+    if config.muon_adjust_lr == "match_rms_adamw":
+        muon_lr, muon_wd, adamw_lr = config.adamw_lr, config.weight_decay, config.adamw_lr
+    else:
+        muon_lr, muon_wd, adamw_lr = config.muon_lr, config.muon_weight_decay, config.muon_lr * 0.1
+    coefficients = POLAR_EXPRESS if config.muon_ns_coefficients == "polar_express" else NS_COEFFICIENTS
     groups = [{"params": embed, "weight_decay": config.weight_decay},
               {"params": gains, "weight_decay": 0.0}]
     return [
-        Muon(muon, lr=config.muon_lr, momentum=0.95),
+        Muon(muon, lr=muon_lr, momentum=0.95, weight_decay=muon_wd,
+             adjust_lr_fn=config.muon_adjust_lr, ns_coefficients=coefficients,
+             normuon=config.normuon, cautious_weight_decay=config.cautious_weight_decay),
         # an empty group (a frozen embedding) is left out: torch refuses to mix it with named ones
-        torch.optim.AdamW([g for g in groups if g["params"]], lr=config.muon_lr * 0.1),
+        torch.optim.AdamW([g for g in groups if g["params"]], lr=adamw_lr),
     ]
 
 
+# %% notebooks/06_muon.ipynb, cell 33
 def setup_adamw_optimizer(model: torch.nn.Module, config) -> list[torch.optim.Optimizer]:
     """The baseline: one AdamW (lr = config.adamw_lr) for every parameter, every matrix
     decaying by config.weight_decay and the norm gains not at all. (Under
-    `setup_muon_optimizer` the block matrices get no weight decay: Muon's is 0.)"""
+    `setup_muon_optimizer` the block matrices decay by Muon's weight decay instead:
+    config.muon_weight_decay, 0 by default.)"""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     gains = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     return [torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -164,3 +258,28 @@ def setup_optimizers(model: torch.nn.Module, config) -> list[torch.optim.Optimiz
     if config.optimizer == "adamw":
         return setup_adamw_optimizer(model, config)
     return setup_muon_optimizer(model, config)
+
+
+# %% notebooks/06_muon.ipynb, cell 43
+# Polar Express (Amsel et al. 2025): one (a, b, c) per step, for 5 steps, as published for
+# Muon (safety factor 2e-2, cushion 2) and used by nanochat and modded-nanogpt
+POLAR_EXPRESS = ((8.156554524902461, -22.48329292557795, 15.878769915207462),
+                 (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+                 (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+                 (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+                 (2.3465413258596377, -1.7097828382687081, 0.42323551169305323))
+
+
+# %% notebooks/06_muon.ipynb, cell 46
+def normalize_neurons(update: torch.Tensor, state: dict, beta2: float,
+                      eps: float = 1e-8) -> torch.Tensor:
+    """NorMuon (Li et al. 2025): divide each row (one output neuron) of an orthogonalised
+    update by the root of a running mean of its mean square, kept in `state`, then scale the
+    whole update back to its Frobenius norm before. Returns a float32 tensor."""
+    u = update.float()
+    if "neuron_second_moment" not in state:
+        state["neuron_second_moment"] = torch.zeros(u.size(0), 1, device=u.device)
+    v = state["neuron_second_moment"]
+    v.lerp_(u.square().mean(dim=1, keepdim=True), 1 - beta2)
+    normalized = u / (v.sqrt() + eps)
+    return normalized * (u.norm() / normalized.norm().clamp(min=eps))

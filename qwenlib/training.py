@@ -50,6 +50,7 @@ from qwenlib.loss import linear_cross_entropy_sums
 from qwenlib.model import MinimalLLM, check_token_ids
 from qwenlib.muon import setup_optimizers
 from qwenlib.runtime import get_device, seed_everything, training_dtype
+from qwenlib.validation import MUON_ONLY
 
 
 
@@ -440,12 +441,13 @@ class PretrainingTrainer:
                                self.world_size)
         if warning:
             self._say(warning)
-        if saved["config"].optimizer != c.optimizer:
-            raise CheckpointError(
-                f"{path} was trained with optimizer={saved['config'].optimizer!r}, this config "
-                f"has optimizer={c.optimizer!r}; their states don't carry over (set "
-                f"optimizer={saved['config'].optimizer!r}, from a shell --optimizer "
-                f"{saved['config'].optimizer}, to resume)")
+        for name in ("optimizer", *MUON_ONLY):  # the saved optimizer states keep the saved ones
+            was, now = getattr(saved["config"], name), getattr(c, name)
+            if was != now:
+                raise CheckpointError(
+                    f"{path} was trained with {name}={was!r}, this config has {name}={now!r}; "
+                    f"the saved optimizer state does not carry over to it (set {name}={was!r}, "
+                    f"from a shell --{name.replace('_', '-')} {was}, to resume)")
         load_weights(run.model, path, saved["model"])
         for opt, opt_state in zip(run.optimizers, saved["optimizers"]):
             opt.load_state_dict(opt_state)

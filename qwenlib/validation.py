@@ -119,6 +119,35 @@ def _check_ranges_and_choices(config: PretrainingConfig) -> None:
 
 
 # %% notebooks/B5_validation.ipynb, cell 14
+MUON_ONLY = ("muon_weight_decay", "muon_adjust_lr", "muon_ns_coefficients", "normuon",
+             "cautious_weight_decay")  # the settings only Muon reads
+
+
+def _check_optimizer(config: PretrainingConfig) -> None:
+    """Muon's choices, and no Muon setting that the chosen optimizer would ignore."""
+    if not config.muon_weight_decay >= 0:
+        raise _bad(config, "muon_weight_decay", "must be >= 0")
+    if config.muon_adjust_lr not in ("original", "match_rms_adamw"):
+        raise _bad(config, "muon_adjust_lr", 'must be "original" (Keller Jordan\'s scale, Muon at '
+                   'muon_lr) or "match_rms_adamw" (Moonlight\'s: every parameter at adamw_lr)')
+    if config.muon_ns_coefficients not in ("jordan", "polar_express"):
+        raise _bad(config, "muon_ns_coefficients", 'must be "jordan" (one quintic, every step) '
+                   'or "polar_express" (one polynomial per step)')
+    default = type(config)
+    if config.optimizer == "adamw":
+        for name in MUON_ONLY:
+            if getattr(config, name) != getattr(default, name):
+                raise _bad(config, name, 'is read only by Muon, and optimizer="adamw" has '
+                           'none; set optimizer="muon" to use it')
+    elif config.muon_adjust_lr == "match_rms_adamw":
+        for name, instead in (("muon_lr", "adamw_lr"), ("muon_weight_decay", "weight_decay")):
+            if getattr(config, name) != getattr(default, name):
+                raise _bad(config, name, f'is not used under muon_adjust_lr="match_rms_adamw", '
+                           f"where Muon takes {instead} (Moonlight's rule); set {instead}, or "
+                           'muon_adjust_lr="original" to use it')
+
+
+# %% notebooks/B5_validation.ipynb, cell 16
 def _check_data(config: PretrainingConfig) -> None:
     """Where the data comes from, and that it makes at least one window."""
     if config.data_source not in ("auto", "hub", "builtin"):
@@ -139,5 +168,6 @@ def _check_data(config: PretrainingConfig) -> None:
 def check_config(config: PretrainingConfig) -> None:
     """The rules a config must follow, in this order; raises `ConfigError` naming the first
     field that breaks one, and the fix."""
-    for rules in (_check_types_and_signs, _check_shape, _check_ranges_and_choices, _check_data):
+    for rules in (_check_types_and_signs, _check_shape, _check_ranges_and_choices,
+                  _check_optimizer, _check_data):
         rules(config)

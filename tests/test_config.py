@@ -36,6 +36,11 @@ def test_the_default_settings_reach_the_model_and_its_optimizers():
     assert type(muon).__name__ == "Muon" and muon.param_groups[0]["lr"] == 0.01
     assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["lr"] == 0.001
     assert [g["weight_decay"] for g in adamw.param_groups] == [0.1, 0.0]
+    # the 2024 Muon: no decay on its matrices, Keller Jordan's scale and quintic, no extras
+    group = muon.param_groups[0]
+    assert (group["weight_decay"], group["adjust_lr_fn"], group["ns_coefficients"]) == \
+        (0.0, "original", (3.4445, -4.7750, 2.0315))
+    assert not group["normuon"] and not group["cautious_weight_decay"]
 
 
 @pytest.mark.parametrize("bad, field, words", [
@@ -56,6 +61,14 @@ def test_the_default_settings_reach_the_model_and_its_optimizers():
     (dict(builtin_vocab_size=256), "builtin_vocab_size", "at least 257"),
     (dict(batch_size=2.5), "batch_size", "integer"),
     (dict(n_heads=True), "n_heads", "integer"),
+    (dict(muon_weight_decay=-0.1), "muon_weight_decay", ">= 0"),
+    (dict(muon_adjust_lr="moonlight"), "muon_adjust_lr", '"match_rms_adamw"'),
+    (dict(muon_ns_coefficients="polar"), "muon_ns_coefficients", '"polar_express"'),
+    (dict(optimizer="adamw", normuon=True), "normuon", 'set optimizer="muon" to use it'),
+    (dict(optimizer="adamw", muon_weight_decay=0.1), "muon_weight_decay", "read only by Muon"),
+    (dict(muon_adjust_lr="match_rms_adamw", muon_lr=0.02), "muon_lr", "Muon takes adamw_lr"),
+    (dict(muon_adjust_lr="match_rms_adamw", muon_weight_decay=0.1), "muon_weight_decay",
+     "Muon takes weight_decay"),
 ])
 def test_invalid_config_names_the_field_and_the_rule(bad, field, words):
     with pytest.raises(ConfigError) as err:

@@ -20,7 +20,7 @@ EXERCISES = [
     (ch05, "check_swiglu", "swiglu"), (ch05, "check_decoder_block", "decoder_block"),
     (ch05, "check_count_parameters", "count_parameters"),
     (ch06, "check_singular_values_after_ns", "predict"), (ch06, "check_muon_split", "goes_to_muon"),
-    (ch06, "check_newton_schulz", "newton_schulz"),
+    (ch06, "check_newton_schulz", "newton_schulz"), (ch06, "check_normalize_neurons", "normalize_neurons"),
     (ch07, "check_warmup_linear", "schedule"), (ch07, "check_accumulation", "train_step"),
     (ch07, "check_update", "update"),
     (ch08, "check_top_k_keep", "top_k_keep"), (ch08, "check_greedy_decode", "greedy_decode"),

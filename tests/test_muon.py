@@ -1,10 +1,13 @@
 """Chapter 6: Muon matches torch.optim.Muon; the Muon/AdamW split."""
 
+import copy
+
 import pytest
 import torch
 
 from qwenlib import MinimalLLM, Muon, PretrainingConfig, setup_muon_optimizer
-from qwenlib.muon import zeropower_via_newtonschulz5
+from qwenlib.muon import (NS_COEFFICIENTS, POLAR_EXPRESS, normalize_neurons, per_step,
+                          zeropower_via_newtonschulz5)
 
 SHAPES = [(96, 32), (32, 96), (64, 64), (512, 128), (128, 512)]  # tall, wide, square, model-sized
 
@@ -17,16 +20,19 @@ SHAPES = [(96, 32), (32, 96), (64, 64), (512, 128), (128, 512)]  # tall, wide, s
 TOLERANCE = 0.03
 
 
-def run_both(weight_decay, ns_dtype, nesterov=True, steps=10, seed=0):
+def run_both(weight_decay, ns_dtype, nesterov=True, steps=10, seed=0, adjust_lr_fn="original",
+             ours_adjust_lr_fn=None):
+    """`ours_adjust_lr_fn`: qwenlib's setting when it should differ from torch's (a control)."""
     torch.manual_seed(seed)
     ours = [torch.nn.Parameter(torch.randn(s) * 0.1) for s in SHAPES]
     start = [p.detach().clone() for p in ours]
     theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
     opt_ours = Muon(ours, lr=0.02, momentum=0.95, nesterov=nesterov, ns_steps=5,
-                    weight_decay=weight_decay, ns_dtype=ns_dtype)
+                    weight_decay=weight_decay, ns_dtype=ns_dtype,
+                    adjust_lr_fn=ours_adjust_lr_fn or adjust_lr_fn)
     opt_torch = torch.optim.Muon(theirs, lr=0.02, weight_decay=weight_decay, momentum=0.95,
                                  nesterov=True, ns_coefficients=(3.4445, -4.7750, 2.0315),
-                                 eps=1e-7, ns_steps=5, adjust_lr_fn="original")
+                                 eps=1e-7, ns_steps=5, adjust_lr_fn=adjust_lr_fn)
     for _ in range(steps):
         for p, q in zip(ours, theirs):
             p.grad = torch.randn_like(p)
@@ -38,16 +44,20 @@ def run_both(weight_decay, ns_dtype, nesterov=True, steps=10, seed=0):
     return [((p - q).norm() / (q - p0).norm()).item() for p, q, p0 in zip(ours, theirs, start)]
 
 
+@pytest.mark.parametrize("adjust_lr_fn", ["original", "match_rms_adamw"])
 @pytest.mark.parametrize("ns_dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_muon_matches_torch_optim_muon_to_bf16_precision(weight_decay, ns_dtype):
-    gaps = run_both(weight_decay, ns_dtype)
+def test_muon_matches_torch_optim_muon_to_bf16_precision(weight_decay, ns_dtype, adjust_lr_fn):
+    gaps = run_both(weight_decay, ns_dtype, adjust_lr_fn=adjust_lr_fn)
     assert max(gaps) < TOLERANCE, f"relative gaps {gaps}"
 
 
 def test_the_comparison_can_fail():
     # A wrong setting (no Nesterov look-ahead) lands far outside the tolerance.
     assert max(run_both(0.0, "float32", nesterov=False)) > 5 * TOLERANCE
+    # So does the other step scale: for the square matrix 0.2 * sqrt(64) = 1.6 against 1
+    assert max(run_both(0.1, "float32", adjust_lr_fn="match_rms_adamw",
+                        ours_adjust_lr_fn="original")) > 5 * TOLERANCE
 
 
 @pytest.mark.parametrize("shape", [(128, 512), (512, 128), (64, 256)])
@@ -121,3 +131,118 @@ def test_muons_updates_of_the_block_matrices_learn_what_only_the_blocks_can():
             opt.zero_grad()
         losses.append(loss.item())
     assert sum(losses[-5:]) / 5 < losses[0] - 0.4
+
+
+def _singular_values_through(coefficients, s):
+    """The odd polynomials of `coefficients` applied to the numbers `s`, step by step."""
+    for a, b, c in per_step(coefficients, 5):
+        s = a * s + b * s**3 + c * s**5
+    return s
+
+
+@pytest.mark.parametrize("coefficients", [NS_COEFFICIENTS, POLAR_EXPRESS], ids=["jordan", "polar"])
+def test_newton_schulz_applies_each_steps_polynomial_to_every_singular_value(coefficients):
+    """p(U S V^T) = U p(S) V^T: the matrix iteration must give exactly what the polynomials
+    of each step, in order, give to the singular values one by one (float64, so that only
+    the order of the triples or a wrong triple can make a difference)."""
+    torch.manual_seed(0)
+    U, _ = torch.linalg.qr(torch.randn(48, 48, dtype=torch.float64))
+    V, _ = torch.linalg.qr(torch.randn(80, 48, dtype=torch.float64))
+    s = torch.logspace(0, -3, 48, dtype=torch.float64)
+    G = U @ torch.diag(s) @ V.T
+    out = zeropower_via_newtonschulz5(G, dtype=torch.float64, coefficients=coefficients)
+    want = _singular_values_through(coefficients, s / s.norm())  # divided by the Frobenius norm
+    assert torch.allclose(torch.linalg.svdvals(out), want.sort(descending=True).values, atol=1e-9)
+
+
+def test_polar_express_lands_in_a_tighter_band_than_the_quintic():
+    """Amsel et al.'s claim in numbers: after 5 steps every singular value from 1e-3 to 1 lands
+    in [0.859, 1.141] under Polar Express, in [0.471, 1.202] under the fixed quintic."""
+    s = torch.logspace(-3, 0, 2001, dtype=torch.float64)
+    polar, quintic = (_singular_values_through(c, s) for c in (POLAR_EXPRESS, NS_COEFFICIENTS))
+    assert 0.85 < polar.min() and polar.max() < 1.15
+    assert quintic.min() < 0.5 and quintic.max() > 1.2
+    # and on a real matrix, in bf16 as a GPU runs it: a rank-one matrix, whose largest
+    # singular value is its Frobenius norm (the worst case for overshooting 1), stays finite
+    G = torch.outer(torch.randn(64), torch.randn(256))
+    out = zeropower_via_newtonschulz5(G, dtype=torch.bfloat16, coefficients=POLAR_EXPRESS)
+    assert 0.8 < torch.linalg.svdvals(out.float())[0] < 1.2
+
+
+def test_per_step_repeats_one_triple_and_the_last_of_a_list():
+    assert per_step(NS_COEFFICIENTS, 3) == [NS_COEFFICIENTS] * 3
+    assert per_step(POLAR_EXPRESS[:2], 4) == [POLAR_EXPRESS[0]] + [POLAR_EXPRESS[1]] * 3
+
+
+def test_normuon_gives_every_neuron_the_same_step_and_keeps_the_updates_size():
+    """At the first step the second moment is (1 - beta2) times each row's mean square, so every
+    row (an output neuron) leaves with the same norm; the whole update keeps its Frobenius norm.
+    At the second step the running mean remembers the first step's rows (the paper's formula)."""
+    torch.manual_seed(0)
+    first = torch.randn(32, 64) * torch.logspace(-1, 1, 32)[:, None]   # rows 100x apart
+    state = {}
+    out = normalize_neurons(first, state, beta2=0.9)
+    rows = out.norm(dim=1)
+    assert torch.allclose(rows, rows.mean().expand(32), rtol=1e-5)
+    assert torch.allclose(out.norm(), first.norm(), rtol=1e-5)
+    second = torch.randn(32, 64)
+    out = normalize_neurons(second, state, beta2=0.9)
+    v = 0.9 * 0.1 * first.square().mean(1, keepdim=True) + 0.1 * second.square().mean(1, keepdim=True)
+    want = second / (v.sqrt() + 1e-8)
+    assert torch.allclose(out, want * second.norm() / want.norm(), rtol=1e-5)
+
+
+def test_cautious_weight_decay_shrinks_only_where_the_update_agrees_with_the_weight():
+    """With lr=0.1 and weight_decay=1 an entry is decayed by 10% or not at all. The decay of
+    the other entries is checked against a run without decay (the same update)."""
+    torch.manual_seed(0)
+    start = torch.randn(16, 16)
+    grad = torch.randn(16, 16)
+    runs = {}
+    for name, wd, cautious in (("cautious", 1.0, True), ("plain", 1.0, False), ("none", 0.0, False)):
+        p = torch.nn.Parameter(start.clone())
+        p.grad = grad.clone()
+        Muon([p], lr=0.1, weight_decay=wd, cautious_weight_decay=cautious, ns_dtype="float32").step()
+        runs[name] = p.detach()
+    update = (start - runs["none"]) / 0.1                     # what was subtracted, per unit lr
+    agree = update * start >= 0
+    assert 0.3 < agree.float().mean() < 0.7
+    decayed = runs["none"] - 0.1 * start                      # the decay, then the same update
+    assert torch.allclose(runs["cautious"][agree], decayed[agree], atol=1e-6)
+    assert torch.allclose(runs["cautious"][~agree], runs["none"][~agree], atol=1e-6)
+    assert torch.allclose(runs["plain"], decayed, atol=1e-6)
+
+
+def test_an_optimizer_state_saved_before_the_2025_options_loads_with_them_off():
+    torch.manual_seed(0)
+    p, q = (torch.nn.Parameter(torch.randn(8, 4)) for _ in range(2))
+    q.data.copy_(p)
+    old, new = Muon([p], weight_decay=0.1), Muon([q], weight_decay=0.1)
+    for opt, param in ((old, p), (new, q)):
+        param.grad = torch.ones(8, 4)
+        opt.step()
+    saved = copy.deepcopy(old.state_dict())               # not old's own momentum buffer
+    for key in ("adjust_lr_fn", "ns_coefficients", "normuon", "normuon_beta2",
+                "cautious_weight_decay"):
+        del saved["param_groups"][0][key]                     # as a checkpoint of 2025 has it
+    new.load_state_dict(saved)
+    for opt, param in ((old, p), (new, q)):
+        param.grad = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+        opt.step()
+    assert torch.equal(p, q)
+
+
+def test_moonlights_rule_gives_muon_adamws_rate_and_decay():
+    config = PretrainingConfig(muon_adjust_lr="match_rms_adamw", adamw_lr=3e-3, weight_decay=0.05,
+                               muon_ns_coefficients="polar_express", normuon=True,
+                               cautious_weight_decay=True)
+    muon, adamw = setup_muon_optimizer(MinimalLLM(config), config)
+    (group,) = muon.param_groups
+    assert (group["lr"], group["weight_decay"], group["adjust_lr_fn"]) == (3e-3, 0.05, "match_rms_adamw")
+    assert group["ns_coefficients"] == POLAR_EXPRESS and group["normuon"] and group["cautious_weight_decay"]
+    assert [g["lr"] for g in adamw.param_groups] == [3e-3, 3e-3]
+    original = PretrainingConfig(muon_weight_decay=0.1)
+    muon, adamw = setup_muon_optimizer(MinimalLLM(original), original)
+    assert (muon.param_groups[0]["lr"], muon.param_groups[0]["weight_decay"]) == (0.01, 0.1)
+    assert muon.param_groups[0]["ns_coefficients"] == NS_COEFFICIENTS
+    assert [g["lr"] for g in adamw.param_groups] == pytest.approx([0.001, 0.001])

@@ -55,10 +55,16 @@ class FaultyLoss(MinimalLLM):
         return self.fault(loss) if self.calls == self.at_call else loss
 
 
-def test_resume_continues_bit_exact(tokens, tmp_path):
-    straight, m1 = train(tokens, tmp_path, "straight")
-    train(tokens, tmp_path, "split", stop_after=3)           # evals at 2 | 4, 6 cross the resume
-    resumed, m2 = train(tokens, tmp_path, "split", resume_from=tmp_path / "split" / "latest.pt")
+MUON_2025 = dict(muon_adjust_lr="match_rms_adamw", muon_ns_coefficients="polar_express",
+                 normuon=True, cautious_weight_decay=True)  # NorMuon keeps a state of its own
+
+
+@pytest.mark.parametrize("muon", [{}, MUON_2025], ids=["muon-2024", "muon-2025"])
+def test_resume_continues_bit_exact(tokens, tmp_path, muon):
+    straight, m1 = train(tokens, tmp_path, "straight", **muon)
+    train(tokens, tmp_path, "split", stop_after=3, **muon)   # evals at 2 | 4, 6 cross the resume
+    resumed, m2 = train(tokens, tmp_path, "split", resume_from=tmp_path / "split" / "latest.pt",
+                        **muon)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), f"{name} differs after resume"
     assert m1["history"]["train_loss"] == m2["history"]["train_loss"]
@@ -111,6 +117,11 @@ def test_resuming_with_the_other_optimizer_is_a_clear_error(tokens, tmp_path):
     train(tokens, tmp_path, "muon", max_steps=2)
     with pytest.raises(CheckpointError, match="optimizer='muon'.*set optimizer='muon'.*to resume"):
         train(tokens, tmp_path, "other", optimizer="adamw",
+              resume_from=tmp_path / "muon" / "final_model1.pt")
+    # a Muon switch the saved optimizer state would silently override is refused the same way
+    with pytest.raises(CheckpointError, match="normuon=False.*set normuon=False, from a shell "
+                                              "--normuon False, to resume"):
+        train(tokens, tmp_path, "other", normuon=True,
               resume_from=tmp_path / "muon" / "final_model1.pt")
 
 

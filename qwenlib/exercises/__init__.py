@@ -9,7 +9,8 @@ from qwenlib.exercises.ch02 import check_fold_gain, check_layer_norm_via_rms, ch
 from qwenlib.exercises.ch03 import check_apply_rope, check_interleaved_to_rotate_half, check_ones_score
 from qwenlib.exercises.ch04 import check_causal_attention, check_tokens_that_fit, check_zero_query_output
 from qwenlib.exercises.ch05 import check_count_parameters, check_decoder_block, check_swiglu
-from qwenlib.exercises.ch06 import check_muon_split, check_newton_schulz, check_singular_values_after_ns
+from qwenlib.exercises.ch06 import (check_muon_split, check_newton_schulz, check_normalize_neurons,
+                                   check_singular_values_after_ns)
 from qwenlib.exercises.ch07 import check_accumulation, check_update, check_warmup_linear
 from qwenlib.exercises.ch08 import check_greedy_decode, check_top_k_keep, check_top_p_filter
 from qwenlib.exercises.ch09 import check_early_stop, check_same_bits_loss, check_your_model
@@ -50,6 +51,7 @@ __all__ = [
     "check_make_pair",
     "check_muon_split",
     "check_newton_schulz",
+    "check_normalize_neurons",
     "check_num_windows",
     "check_ones_score",
     "check_parallel_block",

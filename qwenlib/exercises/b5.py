@@ -6,14 +6,14 @@ from __future__ import annotations
 
 __all__ = ['check_finite_number', 'check_heads_problem']
 
-# %% notebooks/B5_validation.ipynb, cell 22
+# %% notebooks/B5_validation.ipynb, cell 24
 import math
 from typing import Callable
 
 from qwenlib.exercises.ch01 import _call, _report
 
 
-# %% notebooks/B5_validation.ipynb, cell 23
+# %% notebooks/B5_validation.ipynb, cell 25
 def check_finite_number(finite_number: Callable) -> bool:
     """Exercise B5.1: `finite_number(value)` is True for an int or float that is finite and
     not a bool, False for anything else."""
@@ -38,7 +38,7 @@ def check_finite_number(finite_number: Callable) -> bool:
     return _report(True, f"finite_number is right in all {len(cases)} cases")
 
 
-# %% notebooks/B5_validation.ipynb, cell 24
+# %% notebooks/B5_validation.ipynb, cell 26
 def check_heads_problem(heads_problem: Callable) -> bool:
     """Exercise B5.2: `heads_problem(d_model, n_heads, n_kv_heads)` is None when the heads
     split `d_model` into even widths and the query heads into equal groups, else a message."""

@@ -4,9 +4,14 @@
 
 from __future__ import annotations
 
-__all__ = ['check_singular_values_after_ns', 'check_muon_split', 'check_newton_schulz']
+__all__ = [
+    'check_singular_values_after_ns',
+    'check_muon_split',
+    'check_newton_schulz',
+    'check_normalize_neurons',
+]
 
-# %% notebooks/06_muon.ipynb, cell 31
+# %% notebooks/06_muon.ipynb, cell 54
 import copy
 from typing import Callable
 
@@ -62,7 +67,7 @@ def check_muon_split(goes_to_muon: Callable) -> bool:
     return _report(True, "you predicted the split for every parameter")
 
 
-# %% notebooks/06_muon.ipynb, cell 32
+# %% notebooks/06_muon.ipynb, cell 55
 class _Products(torch.overrides.TorchFunctionMode):
     """Records the shape of every matrix product computed inside it."""
 
@@ -118,13 +123,14 @@ def check_newton_schulz(newton_schulz: Callable) -> bool:
     return _in_muon(newton_schulz, qwenlib.muon)
 
 
-# %% notebooks/06_muon.ipynb, cell 33
+# %% notebooks/06_muon.ipynb, cell 56
 def _in_muon(newton_schulz: Callable, muon_module) -> bool:
     model = _small_model(dropout=0.0).train()
     theirs = copy.deepcopy(model)
     ids = torch.randint(0, 300, (3, 4, 16), generator=torch.Generator().manual_seed(1))
     own = muon_module.zeropower_via_newtonschulz5
-    for m, ns in ((theirs, own), (model, lambda G, steps=5, dtype=None: newton_schulz(G, steps))):
+    yours = lambda G, steps=5, dtype=None, coefficients=None: newton_schulz(G, steps)  # Jordan's
+    for m, ns in ((theirs, own), (model, yours)):
         optimizers = setup_muon_optimizer(m, m.config)
         muon_module.zeropower_via_newtonschulz5 = ns   # Muon.step orthogonalises with ns
         try:
@@ -144,3 +150,58 @@ def _in_muon(newton_schulz: Callable, muon_module) -> bool:
     return _report(True, f"your newton_schulz now orthogonalises all {matrices} of Muon's matrices: "
                    f"after 3 updates of a small MinimalLLM its weights equal qwenlib's "
                    f"(max difference {difference:.1e})")
+
+
+# %% notebooks/06_muon.ipynb, cell 57
+def check_normalize_neurons(normalize_neurons: Callable) -> bool:
+    """Exercise 6.5: `normalize_neurons(update, state, beta2)` is NorMuon's step: each row over
+    the root of a running mean (kept in `state`) of its mean square, then the whole update
+    scaled back to its Frobenius norm."""
+    import qwenlib.muon
+    ours = qwenlib.muon.normalize_neurons
+    torch.manual_seed(0)
+    scales = torch.logspace(-1, 1, 24)[:, None]            # rows 100x apart: a wrong axis shows
+    for shape, beta2 in (((24, 40), 0.95), ((24, 8), 0.5)):
+        theirs, mine = {}, {}
+        for call in (1, 2, 3):
+            u = torch.randn(shape) * scales * (1 + call)
+            want = ours(u.clone(), theirs, beta2)
+            got, error = _call(normalize_neurons, u.clone(), mine, beta2)
+            if error:
+                return _report(False, error)
+            if _unlike(got, want):
+                return _report(False, _unlike(got, want))
+            if torch.allclose(got.float(), want, rtol=1e-4, atol=1e-6):
+                continue
+            rows = got.float().norm(dim=1)
+            hint = ("every row should leave with the same norm at the first call: divide each "
+                    "row (dim 1 is a row's entries) by the root of its own mean square"
+                    if call == 1 and rows.max() / rows.min() > 1.01 else
+                    f"the whole update should keep its norm ({u.norm():.3f}), got "
+                    f"{got.float().norm():.3f}: scale it back after dividing"
+                    if not torch.isclose(got.float().norm(), u.norm(), rtol=1e-4) else
+                    "keep the running mean in `state` between calls and update it as "
+                    "v <- beta2 v + (1 - beta2) (row mean square), as Adam's second moment")
+            gap = (got.float() - want).abs().max().item()
+            return _report(False, f"{shape[0]} x {shape[1]} update, beta2 {beta2}, call {call}: "
+                           f"off by up to {gap:.3g}. Hint: {hint}")
+    model = _small_model(dropout=0.0, normuon=True).train()
+    reference = copy.deepcopy(model)
+    ids = torch.randint(0, 300, (3, 4, 16), generator=torch.Generator().manual_seed(1))
+    for m, fn in ((reference, ours), (model, normalize_neurons)):
+        optimizers = setup_muon_optimizer(m, m.config)
+        qwenlib.muon.normalize_neurons = fn           # Muon.step calls it when normuon=True
+        try:
+            for batch in ids:
+                m.loss(batch, batch.roll(-1, dims=1)).backward()
+                for opt in optimizers:
+                    opt.step()
+                    opt.zero_grad()
+        finally:
+            qwenlib.muon.normalize_neurons = ours
+    difference = max((a - b).abs().max().item() for a, b in zip(model.parameters(), reference.parameters()))
+    if not difference <= 1e-5:
+        return _report(False, f"after 3 NorMuon updates the weights differ from qwenlib's by {difference:.2g}")
+    return _report(True, "your normalize_neurons gives qwenlib's steps (6 calls), and inside Muon "
+                   f"with normuon=True the weights after 3 updates equal qwenlib's (max difference "
+                   f"{difference:.1e})")

@@ -139,3 +139,62 @@ WRONG = {
     "newton_schulz": [_ns_no_transpose, _ns_gram_on_the_long_side, _ns_spectral_norm, _ns_no_eps,
                       _ns_cubic, _ns_not_transposed_back, _ns_unnormalised],
 }
+
+
+# Exercise 6.5: NorMuon's step
+def normalize_neurons(update, state, beta2):
+    u = update.float()
+    v = state.setdefault("v", torch.zeros(u.size(0), 1))        # one number per row (neuron)
+    v.mul_(beta2).add_((1 - beta2) * u.square().mean(dim=1, keepdim=True))
+    out = u / (v.sqrt() + 1e-8)
+    return out * (u.norm() / out.norm())
+
+
+def _normalize_neurons_bias_corrected(update, state, beta2):   # Adam's correction: a common
+    u = update.float()                                           # factor, which the rescale undoes
+    t = state["t"] = state.get("t", 0) + 1
+    v = state["v"] = beta2 * state.get("v", 0) + (1 - beta2) * (u * u).mean(1, keepdim=True)
+    out = u / ((v / (1 - beta2**t)).sqrt() + 1e-8)
+    return out * (u.norm() / out.norm())
+
+
+def _nn_not_rescaled(update, state, beta2):                      # the rows' sizes, not the norm
+    u = update.float()
+    v = state.setdefault("v", torch.zeros(u.size(0), 1))
+    v.lerp_(u.square().mean(1, keepdim=True), 1 - beta2)
+    return u / (v.sqrt() + 1e-8)
+
+
+def _nn_per_column(update, state, beta2):                        # one number per input, not neuron
+    u = update.float()
+    v = state.setdefault("v", torch.zeros(1, u.size(1)))
+    v.lerp_(u.square().mean(0, keepdim=True), 1 - beta2)
+    out = u / (v.sqrt() + 1e-8)
+    return out * (u.norm() / out.norm())
+
+
+def _nn_no_memory(update, state, beta2):                         # this step's rows only
+    u = update.float()
+    out = u / (((1 - beta2) * u.square().mean(1, keepdim=True)).sqrt() + 1e-8)
+    return out * (u.norm() / out.norm())
+
+
+def _nn_betas_swapped(update, state, beta2):                     # v <- (1 - beta2) v + beta2 ...
+    u = update.float()
+    v = state.setdefault("v", torch.zeros(u.size(0), 1))
+    v.lerp_(u.square().mean(1, keepdim=True), beta2)
+    out = u / (v.sqrt() + 1e-8)
+    return out * (u.norm() / out.norm())
+
+
+def _nn_no_root(update, state, beta2):                           # divides by v, not its root
+    u = update.float()
+    v = state.setdefault("v", torch.zeros(u.size(0), 1))
+    v.lerp_(u.square().mean(1, keepdim=True), 1 - beta2)
+    out = u / (v + 1e-8)
+    return out * (u.norm() / out.norm())
+
+
+ALTERNATIVE["normalize_neurons"] = [_normalize_neurons_bias_corrected]
+WRONG["normalize_neurons"] = [_nn_not_rescaled, _nn_per_column, _nn_no_memory, _nn_betas_swapped,
+                              _nn_no_root]
