@@ -103,7 +103,7 @@ def check_muon_settings(s: dict) -> None:
         raise ValueError(f"normuon_beta2={s['normuon_beta2']} must satisfy 0 <= beta2 < 1")
 
 
-# %% notebooks/06_muon.ipynb, cell 17
+# %% notebooks/06_muon.ipynb, cell 18
 class Muon(torch.optim.Optimizer):
     """Muon (MomentUm Orthogonalized by Newton-Schulz), for 2-D weight matrices.
 
@@ -113,7 +113,8 @@ class Muon(torch.optim.Optimizer):
         update <- G + momentum * (buf - G)  if nesterov else buf
         update <- NewtonSchulz5(update)                   (singular values -> ~1)
         W      <- W * (1 - lr * weight_decay)             (decoupled weight decay)
-        W      <- W - adjusted_lr(lr, W's shape) * update  (sqrt(max(1, rows / cols)) * lr)
+        W      <- W - adjusted_lr(lr, adjust_lr_fn, W.shape) * update
+                                          (by default lr * sqrt(max(1, rows / cols)))
 
     `p.grad` is never modified. Pass `model.named_parameters()`-style
     (name, tensor) pairs to get errors that name the parameter. `ns_dtype`
@@ -121,7 +122,8 @@ class Muon(torch.optim.Optimizer):
     of the Newton-Schulz iteration. Off by default, and explained in "What changed
     after 2024": `adjust_lr_fn="match_rms_adamw"` (torch's name: Moonlight's scale),
     `ns_coefficients` (one triple per step: Polar Express), `normuon` (a per-neuron
-    second moment), `cautious_weight_decay` (decay only where update and weight agree).
+    second moment, averaged with `normuon_beta2`), `cautious_weight_decay` (decay only
+    where the update and the weight have the same sign).
     """
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
@@ -145,6 +147,7 @@ class Muon(torch.optim.Optimizer):
                                      "norm gains and biases to AdamW instead "
                                      "(qwenlib.setup_muon_optimizer does this split).")
 
+    # %% notebooks/06_muon.ipynb, cell 21
     def __setstate__(self, state: dict) -> None:
         """Optimizer states saved before the options of 2025 existed load with them off."""
         super().__setstate__(state)
@@ -152,7 +155,7 @@ class Muon(torch.optim.Optimizer):
             for key, off in _OFF.items():
                 group.setdefault(key, off)
 
-    # %% notebooks/06_muon.ipynb, cell 22
+    # %% notebooks/06_muon.ipynb, cell 25
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -183,7 +186,7 @@ class Muon(torch.optim.Optimizer):
         return loss
 
 
-# %% notebooks/06_muon.ipynb, cell 20
+# %% notebooks/06_muon.ipynb, cell 23
 def adjusted_lr(lr: float, adjust_lr_fn: str | None, shape: torch.Size) -> float:
     """The step size of an orthogonalised update of a (rows, cols) matrix, with torch's
     names: "original" (or None) scales lr by sqrt(max(1, rows / cols)) (Keller Jordan);
@@ -194,7 +197,7 @@ def adjusted_lr(lr: float, adjust_lr_fn: str | None, shape: torch.Size) -> float
     return lr * max(1.0, rows / cols) ** 0.5
 
 
-# %% notebooks/06_muon.ipynb, cell 26
+# %% notebooks/06_muon.ipynb, cell 29
 def split_for_muon(model: torch.nn.Module) -> tuple[list, list, list]:
     """(name, parameter) pairs in three lists: the 2-D matrices inside the blocks (Muon's),
     the other matrices (the embedding, also the tied output head) and the 1-D norm gains.
@@ -203,7 +206,7 @@ def split_for_muon(model: torch.nn.Module) -> tuple[list, list, list]:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim == 2 and ".layers." in f".{name}" and "embed" not in name:
+        if p.ndim == 2 and ".layers." in f".{name}":
             muon.append((name, p))
         elif p.ndim >= 2:
             embed.append((name, p))
@@ -241,7 +244,7 @@ def setup_muon_optimizer(model: torch.nn.Module, config) -> list[torch.optim.Opt
     ]
 
 
-# %% notebooks/06_muon.ipynb, cell 33
+# %% notebooks/06_muon.ipynb, cell 36
 def setup_adamw_optimizer(model: torch.nn.Module, config) -> list[torch.optim.Optimizer]:
     """The baseline: one AdamW (lr = config.adamw_lr) for every parameter, every matrix
     decaying by config.weight_decay and the norm gains not at all. (Under
@@ -260,9 +263,11 @@ def setup_optimizers(model: torch.nn.Module, config) -> list[torch.optim.Optimiz
     return setup_muon_optimizer(model, config)
 
 
-# %% notebooks/06_muon.ipynb, cell 43
+# %% notebooks/06_muon.ipynb, cell 46
 # Polar Express (Amsel et al. 2025): one (a, b, c) per step, for 5 steps, as published for
-# Muon (safety factor 2e-2, cushion 2) and used by nanochat and modded-nanogpt
+# Muon (safety factor 2e-2, cushion 2) and used by nanochat and modded-nanogpt. Those also
+# divide by 1.02 times the norm before the first step, a margin for bf16 rounding; qwenlib
+# divides by the norm alone (the margin would move the band's low end from 0.859 to 0.847)
 POLAR_EXPRESS = ((8.156554524902461, -22.48329292557795, 15.878769915207462),
                  (4.042929935166739, -2.808917465908714, 0.5000178451051316),
                  (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
@@ -270,7 +275,7 @@ POLAR_EXPRESS = ((8.156554524902461, -22.48329292557795, 15.878769915207462),
                  (2.3465413258596377, -1.7097828382687081, 0.42323551169305323))
 
 
-# %% notebooks/06_muon.ipynb, cell 46
+# %% notebooks/06_muon.ipynb, cell 49
 def normalize_neurons(update: torch.Tensor, state: dict, beta2: float,
                       eps: float = 1e-8) -> torch.Tensor:
     """NorMuon (Li et al. 2025): divide each row (one output neuron) of an orthogonalised

@@ -114,6 +114,25 @@ def test_muon_on_cuda_stays_within_bf16_tolerance_of_fp32(tmp_path):
     assert worst < 0.05
 
 
+def test_the_2025_muon_options_step_on_cuda_as_on_the_cpu():
+    """Polar Express, NorMuon (its state made on the parameter's device) and cautious decay,
+    in fp32 on both devices: the same step to float rounding."""
+    torch.manual_seed(0)
+    start, grad = torch.randn(128, 512) * 0.05, torch.randn(128, 512)
+    from qwenlib.muon import POLAR_EXPRESS
+    after = {}
+    for device in ("cpu", "cuda"):
+        p = torch.nn.Parameter(start.clone().to(device))
+        opt = Muon([p], lr=0.02, weight_decay=0.1, ns_dtype="float32", adjust_lr_fn="match_rms_adamw",
+                   ns_coefficients=POLAR_EXPRESS, normuon=True, cautious_weight_decay=True)
+        for _ in range(3):
+            p.grad = grad.clone().to(device)
+            opt.step()
+        assert opt.state[p]["neuron_second_moment"].device == p.device
+        after[device] = p.detach().cpu()
+    assert torch.allclose(after["cpu"], after["cuda"], atol=1e-4)
+
+
 def test_a_cuda_trained_checkpoint_gives_the_same_logits_on_the_cpu(tokens, tmp_path):
     """What a GPU run saves is the model it trained: on a CPU (load_model(path, "cpu"), as on
     a machine without a GPU) the checkpoint computes the trained CUDA model's logits, in fp32

@@ -246,3 +246,121 @@ def test_moonlights_rule_gives_muon_adamws_rate_and_decay():
     assert (muon.param_groups[0]["lr"], muon.param_groups[0]["weight_decay"]) == (0.01, 0.1)
     assert muon.param_groups[0]["ns_coefficients"] == NS_COEFFICIENTS
     assert [g["lr"] for g in adamw.param_groups] == pytest.approx([0.001, 0.001])
+
+
+@pytest.mark.parametrize("setting, words", [
+    (dict(lr=0.0), "lr=0.0 must be positive"),
+    (dict(momentum=1.0), "momentum=1.0 must satisfy 0 <= momentum < 1"),
+    (dict(momentum=-0.1), "momentum=-0.1 must satisfy 0 <= momentum < 1"),
+    (dict(weight_decay=-0.1), "weight_decay=-0.1 must be >= 0"),
+    (dict(ns_steps=0), "ns_steps=0 must be at least 1"),
+    (dict(ns_dtype="int8"), "ns_dtype='int8' must be None, \"float32\", \"bfloat16\" or \"float16\""),
+    (dict(adjust_lr_fn="moonlight"), "adjust_lr_fn='moonlight' must be None or \"original\" "
+     "(Keller Jordan's scale) or \"match_rms_adamw\" (Moonlight's)"),
+    (dict(ns_coefficients=(3.4, -4.7)), "ns_coefficients=(3.4, -4.7) must be one (a, b, c) of "
+     "finite numbers or a list of them, one per step"),
+    (dict(ns_coefficients=(3.4, -4.7, float("nan"))), "ns_coefficients=(3.4, -4.7, nan) must"),
+    (dict(ns_coefficients=[(3.4, -4.7, 2.0), (1.0, 2.0)]), "ns_coefficients=[(3.4, -4.7, 2.0), (1.0, 2.0)] must"),
+    (dict(ns_coefficients=[]), "ns_coefficients=[] must"),
+    (dict(normuon_beta2=1.0), "normuon_beta2=1.0 must satisfy 0 <= beta2 < 1"),
+    (dict(normuon_beta2=-0.5), "normuon_beta2=-0.5 must satisfy 0 <= beta2 < 1"),
+])
+def test_a_setting_muon_cannot_use_is_refused_in_one_line_naming_it(setting, words):
+    with pytest.raises(ValueError) as err:
+        Muon([torch.nn.Parameter(torch.ones(4, 4))], **setting)
+    assert str(err.value) == words or str(err.value).startswith(words + " "), str(err.value)
+
+
+def test_the_edges_of_muons_ranges_are_accepted():
+    for setting in (dict(momentum=0.0), dict(weight_decay=0.0), dict(ns_steps=1),
+                    dict(ns_dtype="float16"), dict(normuon_beta2=0.0), dict(adjust_lr_fn=None),
+                    dict(ns_coefficients=[(3.4445, -4.7750, 2.0315)]), dict(lr=1e-9)):
+        Muon([torch.nn.Parameter(torch.ones(4, 4))], **setting)
+
+
+def test_the_message_for_a_vector_says_what_to_do():
+    with pytest.raises(ValueError) as err:
+        Muon([("norm.weight", torch.nn.Parameter(torch.ones(4)))])
+    assert str(err.value) == ("Muon got parameter 'norm.weight' of shape (4,): Muon only "
+                              "orthogonalises 2-D weight matrices. Give embeddings, norm gains "
+                              "and biases to AdamW instead (qwenlib.setup_muon_optimizer does "
+                              "this split).")
+
+
+def test_muons_defaults_are_keller_jordans_without_decay():
+    """Muon(params) with no settings takes torch.optim.Muon's steps at lr 0.02, momentum 0.95,
+    Nesterov, 5 steps and no weight decay (torch's own default decay is 0.1)."""
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(s) * 0.1) for s in SHAPES]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    start = [p.detach().clone() for p in ours]
+    opt_ours = Muon(ours)
+    opt_torch = torch.optim.Muon(theirs, lr=0.02, weight_decay=0.0, momentum=0.95, nesterov=True,
+                                 ns_steps=5)
+    for _ in range(5):
+        for p, q in zip(ours, theirs):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        opt_ours.step()
+        opt_torch.step()
+    gaps = [((p - q).norm() / (q - p0).norm()).item() for p, q, p0 in zip(ours, theirs, start)]
+    assert max(gaps) < TOLERANCE, gaps
+
+
+def test_ns_dtype_sets_the_precision_of_the_iteration(monkeypatch):
+    import qwenlib.muon as muon
+
+    G = torch.randn(16, 48)
+    assert zeropower_via_newtonschulz5(G, dtype=torch.bfloat16).dtype == torch.bfloat16
+    assert muon.default_ns_dtype(torch.device("cpu")) == torch.float32
+    monkeypatch.setattr(muon, "has_native_bf16", lambda device: True)   # an A100, say
+    assert muon.default_ns_dtype(torch.device("cpu")) == torch.bfloat16
+    steps = {}
+    for dtype in ("float32", "bfloat16"):
+        p = torch.nn.Parameter(torch.zeros(16, 48))
+        p.grad = G.clone()
+        Muon([p], ns_dtype=dtype).step()
+        steps[dtype] = p.detach()
+    gap = (steps["float32"] - steps["bfloat16"]).norm() / steps["float32"].norm()
+    assert 1e-4 < gap < 0.05   # bf16 rounding, not another algorithm
+
+
+def test_newton_schulz_ignores_the_gradients_scale_and_works_on_the_short_side():
+    from qwenlib.exercises.ch06 import _Products
+
+    torch.manual_seed(0)
+    G = torch.randn(96, 32)
+    assert torch.allclose(zeropower_via_newtonschulz5(G * 1e-3, dtype=torch.float32),
+                          zeropower_via_newtonschulz5(G, dtype=torch.float32), atol=1e-5)
+    with _Products() as products:
+        zeropower_via_newtonschulz5(G, dtype=torch.float32)
+    assert max(max(shape) for shape in products.shapes) == 96
+    assert all(shape[-2:] != (96, 96) for shape in products.shapes), products.shapes
+    with pytest.raises(ValueError, match=r"needs a matrix, got a tensor of shape \(2, 3, 4\)"):
+        zeropower_via_newtonschulz5(torch.ones(2, 3, 4))
+
+
+def test_normuon_leaves_a_vanishing_neuron_small_and_its_sign_alone():
+    """eps keeps a row whose update is ~0 from being divided by ~0 (or by a negative number)."""
+    torch.manual_seed(0)
+    u = torch.randn(8, 16)
+    u[0] *= 1e-12
+    out = normalize_neurons(u, {}, beta2=0.95)
+    assert torch.all(torch.sign(out[0]) == torch.sign(u[0]))
+    assert out[0].norm() < 0.01 * out[1:].norm(dim=1).min()
+
+
+def test_adamw_alone_gets_every_parameter_and_decays_only_matrices():
+    from qwenlib import setup_optimizers
+
+    config = PretrainingConfig(optimizer="adamw", adamw_lr=3e-3, weight_decay=0.05, n_layers=1)
+    model = MinimalLLM(config)
+    (adamw,) = setup_optimizers(model, config)
+    assert isinstance(adamw, torch.optim.AdamW)
+    matrices, gains = adamw.param_groups
+    assert (matrices["lr"], matrices["weight_decay"], gains["weight_decay"]) == (3e-3, 0.05, 0.0)
+    assert all(p.ndim == 2 for p in matrices["params"]) and all(p.ndim == 1 for p in gains["params"])
+    assert len(matrices["params"]) + len(gains["params"]) == len(list(model.parameters()))
+    model.embed_tokens.weight.requires_grad_(False)                  # frozen: left out
+    (adamw,) = setup_optimizers(model, config)
+    assert sum(len(g["params"]) for g in adamw.param_groups) == len(list(model.parameters())) - 1

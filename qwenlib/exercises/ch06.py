@@ -11,7 +11,7 @@ __all__ = [
     'check_normalize_neurons',
 ]
 
-# %% notebooks/06_muon.ipynb, cell 54
+# %% notebooks/06_muon.ipynb, cell 57
 import copy
 from typing import Callable
 
@@ -67,7 +67,7 @@ def check_muon_split(goes_to_muon: Callable) -> bool:
     return _report(True, "you predicted the split for every parameter")
 
 
-# %% notebooks/06_muon.ipynb, cell 55
+# %% notebooks/06_muon.ipynb, cell 58
 class _Products(torch.overrides.TorchFunctionMode):
     """Records the shape of every matrix product computed inside it."""
 
@@ -123,7 +123,7 @@ def check_newton_schulz(newton_schulz: Callable) -> bool:
     return _in_muon(newton_schulz, qwenlib.muon)
 
 
-# %% notebooks/06_muon.ipynb, cell 56
+# %% notebooks/06_muon.ipynb, cell 59
 def _in_muon(newton_schulz: Callable, muon_module) -> bool:
     model = _small_model(dropout=0.0).train()
     theirs = copy.deepcopy(model)
@@ -152,7 +152,7 @@ def _in_muon(newton_schulz: Callable, muon_module) -> bool:
                    f"(max difference {difference:.1e})")
 
 
-# %% notebooks/06_muon.ipynb, cell 57
+# %% notebooks/06_muon.ipynb, cell 60
 def check_normalize_neurons(normalize_neurons: Callable) -> bool:
     """Exercise 6.5: `normalize_neurons(update, state, beta2)` is NorMuon's step: each row over
     the root of a running mean (kept in `state`) of its mean square, then the whole update

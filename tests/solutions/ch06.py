@@ -144,7 +144,7 @@ WRONG = {
 # Exercise 6.5: NorMuon's step
 def normalize_neurons(update, state, beta2):
     u = update.float()
-    v = state.setdefault("v", torch.zeros(u.size(0), 1))        # one number per row (neuron)
+    v = state.setdefault("v", torch.zeros(u.size(0), 1, device=u.device))  # one per row (neuron)
     v.mul_(beta2).add_((1 - beta2) * u.square().mean(dim=1, keepdim=True))
     out = u / (v.sqrt() + 1e-8)
     return out * (u.norm() / out.norm())
