@@ -256,3 +256,96 @@ def test_every_generation_entry_point_takes_its_settings_from_sampling():
         with pytest.raises(ConfigError) as caught:
             Sampling(**{field: value})
         assert (caught.value.field, caught.value.value) == (field, value)
+
+
+def test_filter_logits_acts_on_the_last_axis_of_any_shape():
+    """(vocab,), (B, vocab) and (B, T, vocab) logits: each row filtered on its own."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 50) * 3
+    for settings in (dict(temperature=0.7, top_k=5), dict(top_p=0.8), dict(top_k=20, top_p=0.5)):
+        rows = torch.stack([filter_logits(row, **settings) for row in logits.reshape(6, 50)])
+        assert torch.equal(filter_logits(logits, **settings), rows.view(2, 3, 50))
+        assert torch.equal(filter_logits(logits.reshape(6, 50), **settings), rows)
+    assert torch.equal(filter_logits(logits), logits)                  # the defaults change nothing
+    assert torch.allclose(filter_logits(logits, temperature=0.5), logits * 2)
+    kept = torch.isfinite(filter_logits(logits, top_k=5)).sum(-1)
+    assert (kept == 5).all()
+
+
+def test_next_token_samples_the_filtered_softmax_with_the_generator_it_is_given():
+    torch.manual_seed(0)
+    logits = torch.randn(64, 30) * 2
+    for settings in ({}, dict(temperature=0.5, top_p=0.6), dict(top_k=3)):
+        want = torch.multinomial(torch.softmax(filter_logits(logits, **settings), -1), 1,
+                                 generator=torch.Generator().manual_seed(7))[:, 0]
+        got = next_token(logits, **settings, generator=torch.Generator().manual_seed(7))
+        assert torch.equal(got, want), settings
+    assert torch.equal(next_token(logits, temperature=0), logits.argmax(-1))
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("temperature", -0.1), ("top_k", -1), ("top_k", 2.5), ("top_p", 0.0), ("top_p", 1.5),
+    ("max_new_tokens", 0), ("seed", -1), ("seed", 2**64)])
+def test_check_sampling_names_the_setting_that_is_wrong(setting, value):
+    good = dict(temperature=0.8, top_k=50, top_p=0.9, max_new_tokens=100, seed=None)
+    generation.check_sampling(**good)
+    with pytest.raises(ValueError) as err:
+        generation.check_sampling(**{**good, setting: value})
+    field = "max_length" if setting == "max_new_tokens" else setting
+    assert err.value.field == field and err.value.value == value and err.value.rule in str(err.value)
+
+
+def test_the_edges_of_the_sampling_ranges_are_accepted_and_the_rules_read_well():
+    from qwenlib.generation import MAX_NEW_TOKENS, Sampling
+
+    for edge in (dict(top_k=0), dict(top_k=None), dict(top_p=1.0), dict(max_length=1),
+                 dict(max_length=MAX_NEW_TOKENS), dict(seed=0), dict(seed=2**64 - 1),
+                 dict(temperature=0)):
+        Sampling(**edge)
+    for bad, rule in ((dict(stop_at_eos=1), "must be True or False"),
+                      (dict(top_k=-1), "must be a whole number >= 0 (0 or None: no limit)"),
+                      (dict(seed=2**64), "must be a whole number from 0 to 2**64 - 1, or None")):
+        with pytest.raises(ValueError) as err:
+            Sampling(**bad)
+        assert err.value.rule == rule
+
+
+def test_a_prompt_the_tokenizer_cannot_take_is_one_line():
+    from qwenlib.generation import _encode
+
+    with pytest.raises(ValueError) as err:
+        _encode(None, b"caf\xc3\xa9")
+    assert str(err.value) == ("the prompt is bytes (b'caf\\xc3\\xa9'), not text: decode it first, "
+                              "e.g. prompt.decode('utf-8')")
+    with pytest.raises(ValueError) as err:
+        _encode(None, "caf\udce9")
+    assert str(err.value).endswith("from a shell, the --prompt bytes were not UTF-8")
+
+
+class _ScriptedTokenizer:
+    """Characters are token ids (a -> 1, b -> 2, ...); id 9 is the end of text."""
+    eos_token_id = 9
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": [ord(c) - 96 for c in text]}
+
+    def decode(self, ids):
+        return "".join("<eos>" if i == 9 else chr(i + 96) for i in ids)
+
+
+def test_rows_stop_at_their_end_of_text_and_the_text_ends_before_it(model_and_tokenizer, monkeypatch):
+    """The sampler is scripted: row 0 writes e, then the end of text, then (finished) would go
+    on; row 1 ends at once. Each row stops at its own end-of-text, the run when all have."""
+    model, _ = model_and_tokenizer
+    script = iter([torch.tensor([5, 9]), torch.tensor([9, 7]), torch.tensor([3, 3])])
+    monkeypatch.setattr(generation, "next_token", lambda *args: next(script))
+    steps = list(generate_ids(model, torch.tensor([[1, 2], [3, 4]]), 10, eos_token_id=9))
+    assert [s.tolist() for s in steps] == [[5, 9], [9, 9]]          # finished rows repeat it
+    script = iter([torch.tensor([5, 9]), torch.tensor([9, 7]), torch.tensor([9, 9])] * 3)
+    out = generate_batch(model, _ScriptedTokenizer(), ["ab", "cd"], max_length=10)
+    assert out == ["abe", "cd"]
+    script = iter([torch.tensor([5]), torch.tensor([6]), torch.tensor([9]), torch.tensor([4])])
+    assert "".join(generation.stream_text(model, _ScriptedTokenizer(), "ab", max_length=10)) == "ef"
+    script = iter([torch.tensor([5]), torch.tensor([9]), torch.tensor([4])])
+    assert "".join(generation.stream_text(model, _ScriptedTokenizer(), "ab", max_length=3,
+                                          stop_at_eos=False)) == "e<eos>d"

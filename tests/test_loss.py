@@ -226,18 +226,25 @@ def test_a_second_backward_through_one_loss_is_refused_not_scaled_twice():
     loss = linear_cross_entropy(hidden, weight, torch.randint(0, 300, (20,)))
     (3 * loss).backward(retain_graph=True)
     first = weight.grad.clone()
-    with pytest.raises(RuntimeError, match="Compute the loss again"):
+    with pytest.raises(RuntimeError) as err:
         loss.backward()
+    assert str(err.value) == ("linear_cross_entropy: a second backward through the same loss; its "
+                              "stored gradients were already scaled in place. Compute the loss "
+                              "again for each backward instead of retain_graph=True")
     assert torch.equal(weight.grad, first)
 
 
 @pytest.mark.parametrize("call, error, words", [
-    (lambda h, w, t: linear_cross_entropy(h, w[:, :8], t), ValueError, "features"),
-    (lambda h, w, t: linear_cross_entropy(h, w, t[:-1]), ValueError, "one target per position"),
+    (lambda h, w, t: linear_cross_entropy(h.view(2, 5, 16), w[:, :8], t.view(2, 5)), ValueError,
+     r"^hidden has 16 features but the head weight \(500, 8\) expects 8$"),
+    (lambda h, w, t: linear_cross_entropy(h.view(2, 5, 16), w, t[:-1]), ValueError,
+     r"^one target per position: hidden \(2, 5, 16\) needs 10 targets, got \(9,\)$"),
     (lambda h, w, t: linear_cross_entropy(h, w, t.float()), TypeError, "integer token ids"),
     (lambda h, w, t: linear_cross_entropy(h, w, t, chunk_size=0), ValueError, "chunk_size"),
     (lambda h, w, t: linear_cross_entropy(h, w, t, reduction="none"), ValueError, "reduction"),
     (lambda h, w, t: linear_cross_entropy(h, w, t + 500), ValueError, r"targets must lie in \[0, 500\)"),
+    (lambda h, w, t: linear_cross_entropy(h, w, t.clamp(max=499).index_fill(0, torch.tensor([3]), 500)),
+     ValueError, r"^targets must lie in \[0, 500\) \(or be ignore_index=-100\), got min \d+, max 500$"),
 ])
 def test_bad_input_gets_a_clear_error(call, error, words):
     g = torch.Generator().manual_seed(0)
@@ -272,3 +279,58 @@ def test_the_evaluation_sums_are_the_sum_loss_and_the_argmax_hits_of_full_logits
                                                              reduction="sum").item(), rel=1e-7)
     kept = targets != -100
     assert hits.item() == ((logits.argmax(-1) == targets) & kept).sum().item() > 20
+
+
+def test_tokens_whose_logits_lie_hundreds_apart_each_get_their_own_logsumexp():
+    """Each token's largest logit is subtracted before exp, not the chunk's: one shift for all
+    would underflow the token whose logits are all far below another's (here -113 vs 335)."""
+    hidden = torch.zeros(4, 8)
+    hidden[0], hidden[1] = 30.0, -30.0
+    hidden.requires_grad_()                                  # the training pass, and
+    weight = torch.randn(50, 8, generator=torch.Generator().manual_seed(1)).abs()
+    targets = torch.tensor([1, 2, 3, 4])
+    plain = F.cross_entropy(hidden @ weight.T, targets, reduction="none")
+    for t in list(range(4)) * 2:
+        if hidden.requires_grad and t == 3:
+            hidden = hidden.detach()                         # the evaluation pass
+        fused = linear_cross_entropy(hidden, weight, targets.where(torch.arange(4) == t, -100),
+                                     chunk_size=4, reduction="sum")
+        assert torch.isfinite(fused) and abs(fused - plain[t]) <= 1e-4 * plain[t].abs().clamp(min=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_under_autocast_the_head_multiplies_in_the_autocast_dtype(dtype):
+    seen = []
+
+    class Products(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func in (torch.mm, torch.matmul, torch.Tensor.mm):
+                seen.append((args[0].dtype, args[1].dtype))
+            return func(*args, **(kwargs or {}))
+
+    hidden, weight = torch.randn(8, 16, requires_grad=True), torch.randn(50, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=dtype), Products():
+        linear_cross_entropy(hidden, weight, torch.randint(0, 50, (8,)), chunk_size=4).backward()
+    assert seen and all(pair == (dtype, dtype) for pair in seen), seen
+
+
+def test_every_buffer_of_the_loss_lives_on_the_inputs_device(monkeypatch):
+    """The meta device stands in for a GPU (shapes only, no values): a buffer made on the CPU
+    would not mix with it. Autocast has no meta mode, so it is switched off for the test."""
+    import contextlib
+
+    monkeypatch.setattr(torch, "is_autocast_enabled", lambda *args: False)
+    monkeypatch.setattr(torch, "autocast", lambda *args, **kwargs: contextlib.nullcontext())
+    from qwenlib.loss import linear_cross_entropy_sums
+
+    hidden = torch.empty(2, 5, 8, device="meta", requires_grad=True)
+    weight = torch.empty(30, 8, device="meta", requires_grad=True)
+    targets = torch.empty(2, 5, dtype=torch.long, device="meta")
+    for reduction in ("mean", "sum"):
+        loss = linear_cross_entropy(hidden, weight, targets, chunk_size=4, reduction=reduction)
+        loss.backward()
+        assert loss.device.type == hidden.grad.device.type == weight.grad.device.type == "meta"
+    with torch.no_grad():
+        assert linear_cross_entropy(hidden, weight, targets, chunk_size=4).device.type == "meta"
+    sums = linear_cross_entropy_sums(hidden.detach(), weight.detach(), targets, chunk_size=4)
+    assert all(s.device.type == "meta" for s in sums)

@@ -203,3 +203,178 @@ def test_kv_cache_keeps_every_position_when_it_grows_and_copies_are_independent(
     first = sized.keys
     sized.append(pieces[3], pieces[3])
     assert sized.keys is first               # told its size, it never reallocates
+
+
+def test_rope_builds_its_tables_on_the_inputs_device_and_returns_its_dtype():
+    """The meta device stands in for a GPU: a table made on the CPU would not mix with it."""
+    rotary = Rotary(32, 256)
+    out = rotary(torch.empty(2, 4, 10, 32, device="meta"))
+    assert out.device.type == "meta" and rotary._cos.device.type == "meta"
+    x = torch.randn(2, 4, 10, 32, dtype=torch.bfloat16)
+    assert Rotary(32, 256)(x).dtype == torch.bfloat16            # the fp32 tables cast to x's
+    assert torch.equal(Rotary(32, 256)(x)[..., 0, :], x[..., 0, :])  # position 0: no rotation
+    assert torch.equal(Rotary(32, 256)(x.float()), Rotary(32, 256, theta=10000.0)(x.float()))
+
+
+def test_rope_tables_cover_the_positions_used_rounded_up_to_a_power_of_two_and_are_reused():
+    rotary = Rotary(32, 12)
+    sizes = []
+    for T in (1, 5, 8, 3, 9):
+        rotary(torch.randn(1, 1, T, 32))
+        sizes.append(len(rotary._cos))
+    assert sizes == [1, 8, 8, 8, 12]                 # 9 would round to 16: max_seq_len caps it
+    table = rotary._cos
+    rotary(torch.randn(1, 1, 12, 32))
+    assert rotary._cos is table                      # long enough, same device: not rebuilt
+
+
+def test_rope_refuses_positions_past_its_tables_and_an_odd_head_dim_in_one_line():
+    with pytest.raises(ValueError) as err:
+        Rotary(32, 256)(torch.randn(1, 1, 10, 32), offset=250)
+    assert str(err.value) == ("positions up to 259 requested but RoPE tables cover 256 positions "
+                              "(max_seq_len); use a shorter input or a model built with a larger "
+                              "max_seq_len")
+    with pytest.raises(ValueError, match="^head_dim=31 must be even: RoPE rotates pairs of channels$"):
+        Rotary(31, 256)
+
+
+ATTENTION = dict(d_model=64, n_heads=4, n_kv_heads=2, max_seq_len=32, rope_theta=500.0,
+                 rms_norm_eps=1e-2, vocab_size=300, builtin_vocab_size=300)
+
+
+def _attention(**changes):
+    from qwenlib.attention import Qwen3Attention
+
+    torch.manual_seed(0)
+    return Qwen3Attention(PretrainingConfig(**{**ATTENTION, **changes})).eval()
+
+
+def test_an_attention_layer_built_alone_makes_its_rope_and_norms_from_the_config():
+    """MinimalLLM hands every layer one shared Rotary; a layer built alone makes its own,
+    with the config's theta and length, and its q/k norms take the config's eps."""
+    attention = _attention()
+    assert (attention.rotary.head_dim, attention.rotary.max_seq_len, attention.rotary.theta) == \
+        (16, 32, 500.0)
+    assert attention.q_norm.eps == attention.k_norm.eps == 1e-2
+    x = torch.randn(2, 7, 64)
+    y = attention(x)
+    assert isinstance(y, torch.Tensor) and y.shape == (2, 7, 64)   # no cache unless asked for
+    other = _attention(rope_theta=10000.0)
+    other.load_state_dict(attention.state_dict())
+    assert not torch.allclose(other(x), y, atol=1e-4)              # theta reaches the rotation
+
+
+@pytest.mark.parametrize("past, T", [(1, 3), (3, 2), (4, 1)])
+def test_new_tokens_after_a_cache_see_the_past_and_each_other_causally(past, T):
+    attention = _attention()
+    x = torch.randn(2, past + T, 64)
+    full = attention(x)
+    cache = attention(x[:, :past], use_cache=True)[1]
+    chunk = attention(x[:, past:], past_kv=cache)          # use_cache off: the cache still grows
+    assert cache.length == past + T
+    assert torch.allclose(chunk, full[:, past:], atol=1e-5)
+
+
+def test_two_tokens_without_a_cache_are_causal():
+    attention = _attention()
+    x = torch.randn(1, 2, 64)
+    changed = x.clone()
+    changed[:, 1] += 1.0
+    assert torch.allclose(attention(x)[:, 0], attention(changed)[:, 0], atol=1e-6)
+
+
+def test_the_chunk_mask_is_made_on_the_inputs_device():
+    """The meta device stands in for a GPU: a mask made on the CPU would not mix with it."""
+    attention = _attention().to("meta")
+    cache = attention(torch.empty(1, 3, 64, device="meta"), use_cache=True)[1]
+    assert attention(torch.empty(1, 2, 64, device="meta"), past_kv=cache).device.type == "meta"
+
+
+def test_a_kv_cache_filled_to_its_size_does_not_reallocate_and_grows_by_doubling():
+    from qwenlib.attention import KVCache
+
+    sized = KVCache(capacity=12)
+    sized.append(torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4))
+    first = sized.keys
+    sized.append(torch.randn(1, 2, 7, 4), torch.randn(1, 2, 7, 4))   # exactly full: 12 of 12
+    assert sized.keys is first
+    growing, buffers = KVCache(), set()
+    for _ in range(100):                                             # one token at a time
+        growing.append(torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 4))
+        buffers.add(growing.keys.data_ptr())
+    assert growing.capacity == 128 and len(buffers) <= 8               # 1, 2, 4, ..., 128
+    branch = growing.copy()
+    for _ in range(30):                                              # the copy grows on its own
+        branch.append(torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 4))
+    assert (branch.length, branch.capacity, growing.length) == (130, 256, 100)
+
+
+def _small(**changes):
+    torch.manual_seed(0)
+    return MinimalLLM(PretrainingConfig(**{**ATTENTION, "n_layers": 2, **changes})).eval()
+
+
+def test_every_layer_shares_one_rope_table_and_every_norm_takes_the_configs_eps():
+    model = _small()
+    rotary = model.layers[0].self_attn.rotary
+    assert all(layer.self_attn.rotary is rotary for layer in model.layers)   # one table, not one per layer
+    assert (rotary.theta, rotary.max_seq_len) == (500.0, 32)
+    assert {m.eps for m in model.modules() if isinstance(m, RMSNorm)} == {1e-2}
+    assert model.is_tied_copy("lm_head.weight") and not model.is_tied_copy("embed_tokens.weight")
+    assert not _small(tie_word_embeddings=False).is_tied_copy("lm_head.weight")
+
+
+@pytest.mark.parametrize("ids, error, message", [
+    (torch.ones(1, 4), TypeError, "input_ids must be an integer tensor of token ids, got "
+     "torch.float32; pass e.g. torch.tensor(ids, dtype=torch.long)"),
+    ([[1, 2]], TypeError, "input_ids must be an integer tensor of token ids, got <class 'list'>; "
+     "pass e.g. torch.tensor(ids, dtype=torch.long)"),
+    (torch.ones(1, 4, dtype=torch.bool), TypeError, "got torch.bool"),
+    (torch.ones(1, 4, dtype=torch.complex64), TypeError, "got torch.complex64"),
+    (torch.tensor([[0, 5, 300]]), ValueError, "token ids must lie in [0, vocab_size=300), got "
+     "min 0, max 300; was the input made with another tokenizer?"),
+    (torch.tensor([[-1, 5]]), ValueError, "got min -1, max 5"),
+])
+def test_ids_the_model_cannot_take_are_refused_in_one_line(ids, error, message):
+    model = _small()
+    with pytest.raises(error) as err:
+        model(ids)
+    assert message in str(err.value)
+    assert model(torch.tensor([[0, 299]])).shape == (1, 2, 300)       # the edges are fine
+
+
+def test_the_length_check_counts_the_cached_positions():
+    model = _small()
+    model.check_input(torch.zeros(1, 32, dtype=torch.long))          # exactly max_seq_len
+    with pytest.raises(ValueError) as err:
+        model.check_input(torch.zeros(1, 6, dtype=torch.long), past=27)
+    assert str(err.value) == ("33 positions (27 cached + 6 new) exceed max_seq_len=32; "
+                              "shorten the input to its last 5 tokens")
+    bad = torch.tensor([[0, 300]])
+    with pytest.raises(ValueError):
+        model.check_input(bad)                                       # values are read by default
+    model.check_input(bad, values=False)                             # unless told not to
+
+
+def test_a_cache_passed_without_use_cache_still_gives_the_full_models_logits():
+    model = _small()
+    ids = torch.randint(0, 300, (2, 9))
+    full = model(ids)
+    _, cache = model(ids[:, :5], use_cache=True)
+    assert torch.allclose(model(ids[:, 5:], past_key_values=cache), full[:, 5:], atol=1e-5)
+    hidden, none = model.hidden_states(ids)
+    assert none is None and hidden.shape == (2, 9, 64)
+
+
+def test_model_loss_refuses_bad_targets_and_ids_in_one_line():
+    model = _small()
+    ids = torch.randint(0, 300, (2, 6))
+    with pytest.raises(ValueError) as err:
+        model.loss(ids, ids[:, :-1])
+    assert str(err.value) == "targets must be a tensor shaped like input_ids (2, 6), got (2, 5)"
+    with pytest.raises(ValueError, match=r"shaped like input_ids \(2, 6\), got <class 'list'>"):
+        model.loss(ids, ids.tolist())
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 300\)"):
+        model.loss(ids, ids.index_fill(1, torch.tensor([0]), 300))
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, vocab_size=300\)"):
+        model.loss(ids + 300, ids)

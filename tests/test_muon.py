@@ -364,3 +364,10 @@ def test_adamw_alone_gets_every_parameter_and_decays_only_matrices():
     model.embed_tokens.weight.requires_grad_(False)                  # frozen: left out
     (adamw,) = setup_optimizers(model, config)
     assert sum(len(g["params"]) for g in adamw.param_groups) == len(list(model.parameters())) - 1
+
+
+def test_normuons_state_lives_on_the_updates_device():
+    """The meta device stands in for a GPU: a state made on the CPU would not mix with it."""
+    state = {}
+    out = normalize_neurons(torch.empty(8, 16, device="meta"), state, beta2=0.95)
+    assert out.device.type == "meta" and state["neuron_second_moment"].device.type == "meta"
