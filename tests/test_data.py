@@ -320,3 +320,83 @@ def test_too_few_documents_for_a_window_asks_for_documents_not_max_tokens(offlin
                                max_seq_len=2000)
     with pytest.raises(ValueError, match="raise max_tokens to at least"):
         make_dataloaders(enough, load_and_cache_data(enough, verbose=False)[2])
+
+
+def test_windows_at_the_edges_of_what_they_accept():
+    assert len(TextTokenDataset(list(range(9)), 8)) == 1          # seq_len + 1 tokens: one window
+    assert len(TextTokenDataset(np.arange(5), 1)) == 4
+    windows = TextTokenDataset(torch.arange(20), 4, stride=4)
+    assert [x[0].item() for x, _ in (windows[-len(windows)], windows[-1])] == [0, 12]
+    with pytest.raises(IndexError, match=r"^window 4 out of range for 4 windows$"):
+        windows[4]
+    for tokens, seq_len, stride, error, message in [
+            (list(range(9)), 9, 1, ValueError, "9 tokens cannot fill one window of seq_len=9 (it "
+             "needs seq_len + 1 = 10: inputs plus the shifted target); use more tokens or a "
+             "shorter seq_len"),
+            (list(range(9)), 0, 1, ValueError, "seq_len and stride must be positive, got 0 and 1"),
+            (list(range(9)), 2, 0, ValueError, "seq_len and stride must be positive, got 2 and 0"),
+            (torch.ones(9, dtype=torch.bool), 2, 1, TypeError, "tokens must be integer ids, got "
+             "dtype torch.bool")]:
+        with pytest.raises(error) as err:
+            TextTokenDataset(tokens, seq_len, stride)
+        assert str(err.value) == message
+
+
+def test_the_split_takes_val_fractions_strictly_between_0_and_1_and_parts_of_one_window():
+    tokens = np.arange(100)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=rf"^val_fraction must lie in \(0, 1\), got {bad}$"):
+            data.split_tokens(tokens, bad, 8)
+    train, val = data.split_tokens(tokens, 0.09, 8)               # 91 / 9: the tail is one window
+    assert (len(train), len(val)) == (91, 9)
+    train, val = data.split_tokens(tokens, 0.91, 8)               # 9 / 91: so is the head
+    assert (len(train), len(val)) == (9, 91)
+    with pytest.raises(ValueError) as err:
+        data.split_tokens(tokens, 0.05, 8)
+    assert str(err.value) == ("100 tokens split 95 / 5 (val_fraction=0.05) leave a part shorter "
+                              "than one window of 9 tokens (max_seq_len + 1); raise max_tokens "
+                              "to at least 180 or change val_fraction")
+    with pytest.raises(ValueError, match=r"split 5 / 95 .* to at least 180 or change"):
+        data.split_tokens(tokens, 0.95, 8)                        # the head is the short part
+
+
+def test_make_dataloaders_refuses_what_cannot_work_with_the_setting_to_change():
+    config = PretrainingConfig(vocab_size=300, builtin_vocab_size=300, max_seq_len=8, batch_size=4,
+                               max_tokens=200, num_documents=20)
+    tokens = np.arange(200) % 300
+    data.make_dataloaders(config, np.where(tokens == 7, 299, tokens))   # the last id, 299, is fine
+    with pytest.raises(ConfigError) as err:
+        data.make_dataloaders(config, np.where(tokens == 7, 300, tokens))
+    assert (err.value.field, err.value.value) == ("vocab_size", 300)
+    assert err.value.rule.startswith("the token ids go up to 300")
+    assert str(err.value) == ("vocab_size=300: the token ids go up to 300, but the model has rows "
+                              "for ids below vocab_size only; set vocab_size to at least the "
+                              "tokenizer's size (len(tokenizer))")
+    short = np.arange(15)                                         # fewer than max_tokens
+    with pytest.raises(ValueError) as err:
+        data.make_dataloaders(config, short)
+    assert str(err.value) == ("15 tokens split 13 / 2 (val_fraction=0.1) leave a part shorter than "
+                              "one window of 9 tokens (max_seq_len + 1); raise num_documents (its 20 "
+                              "documents give 15 tokens, fewer than max_tokens=200), or lower "
+                              "max_seq_len")
+    exact = PretrainingConfig(**{**config.to_dict(), "batch_size": 12, "max_tokens": 40,
+                                 "val_fraction": 0.5})
+    data.make_dataloaders(exact, np.arange(40))                   # 12 windows, one batch of 12
+    with pytest.raises(ConfigError) as err:
+        data.make_dataloaders(PretrainingConfig(**{**exact.to_dict(), "batch_size": 13}), np.arange(40))
+    assert (err.value.field, err.value.value) == ("batch_size", 13)
+    assert err.value.rule == "12 training windows cannot fill one batch; raise max_tokens or lower batch_size"
+    with pytest.raises(ValueError, match="0 tokens split 0 / 0"):
+        data.make_dataloaders(config, np.array([], dtype=np.int64))   # nothing: the split says so
+    assert str(err.value) == ("batch_size=13: 12 training windows cannot fill one batch; raise "
+                              "max_tokens or lower batch_size")
+
+
+def test_training_batches_are_full_and_validation_reads_the_tail_in_order_once():
+    config = PretrainingConfig(vocab_size=300, builtin_vocab_size=300, max_seq_len=8, batch_size=5,
+                               max_tokens=200, num_documents=20, val_fraction=0.5)
+    train, val = data.make_dataloaders(config, np.arange(200))
+    assert {len(x) for x, _ in train} == {5} and len(train) == 92 // 5    # the partial one dropped
+    val_x = torch.cat([x for x, _ in val])
+    assert val_x.shape == (12, 8) and len(next(iter(val))[0]) == 5         # batches, not items
+    assert torch.equal(val_x.flatten(), torch.arange(100, 196))           # in order, each once

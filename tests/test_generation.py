@@ -349,3 +349,15 @@ def test_rows_stop_at_their_end_of_text_and_the_text_ends_before_it(model_and_to
     script = iter([torch.tensor([5]), torch.tensor([9]), torch.tensor([4])])
     assert "".join(generation.stream_text(model, _ScriptedTokenizer(), "ab", max_length=3,
                                           stop_at_eos=False)) == "e<eos>d"
+
+
+def test_top_k_and_the_seed_reach_every_step(model_and_tokenizer):
+    model, _ = model_and_tokenizer
+    ids = torch.randint(0, 8192, (2, 4), generator=torch.Generator().manual_seed(3))
+    steps = lambda **s: torch.stack(list(generate_ids(model, ids, 6, **s)), 1)  # noqa: E731
+    assert torch.equal(steps(temperature=1.0, top_k=1, top_p=1.0), steps(temperature=0))
+    assert torch.equal(steps(temperature=1.0, top_k=0, top_p=1.0, seed=5),
+                       steps(temperature=1.0, top_k=0, top_p=1.0, seed=5))
+    with pytest.raises(ValueError, match=r"^input_ids must be \(batch, length\) with length >= 1, "
+                                         r"got \(4,\)$"):
+        next(generate_ids(model, ids[0], 2))

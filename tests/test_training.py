@@ -335,3 +335,45 @@ def test_an_id_outside_the_vocabulary_in_a_batch_is_one_clear_error(tokens, tmp_
     trainer = PretrainingTrainer(config, device="cpu", verbose=False)
     with pytest.raises(ValueError, match=r"token ids must lie in \[0, vocab_size=8192\).*max 8192"):
         trainer.train([(x, y)] * 8, val_loader)
+
+
+def test_lr_scale_defaults_and_its_ends():
+    assert lr_scale(0, 100) == pytest.approx(1 / 5)                # warm-up: 5% of 100 updates
+    assert lr_scale(99, 100) == pytest.approx(0.1)                 # the cosine ends at 10%
+    assert lr_scale(1, 2, warmup_ratio=0.0) == pytest.approx(0.1)  # two updates: peak, floor
+    assert lr_scale(150, 100) == pytest.approx(0.1)                # past the end: the floor
+
+
+def test_validation_metrics_from_sums_at_their_edges():
+    from qwenlib.training import metrics_from_sums
+
+    with pytest.raises(ValueError) as err:
+        metrics_from_sums(torch.tensor([0.0, 0.0, 0.0]))
+    assert str(err.value) == "the validation loader gave no batches; check val_fraction and max_tokens"
+    assert metrics_from_sums(torch.tensor([1.0, 1.0, 1.0]))["val_perplexity"] == pytest.approx(math.e)
+    for loss in (709.0, 709.5, 800.0):                             # exp(709.78...) overflows
+        assert metrics_from_sums(torch.tensor([loss, 0.0, 1.0]))["val_perplexity"] == math.inf
+
+
+def test_the_batch_stream_counts_epochs_and_replays_a_saved_position():
+    from torch.utils.data import DataLoader
+
+    from qwenlib.training import BatchStream
+
+    loader = lambda: DataLoader(list(range(6)), batch_size=2, shuffle=True,  # noqa: E731
+                                generator=torch.Generator().manual_seed(0))
+    stream = BatchStream(loader())
+    seen = [next(stream).tolist() for _ in range(7)]               # 3 batches an epoch
+    assert (stream.epoch, stream.index) == (2, 1)
+    assert sorted(sum(seen[:3], [])) == sorted(sum(seen[3:6], [])) == list(range(6))
+    saved = BatchStream(loader())
+    for _ in range(4):
+        next(saved)
+    state = saved.state_dict()
+    assert (state["epoch"], state["index"]) == (1, 1)
+    again = BatchStream(loader())
+    assert again.load_state_dict(state) is True
+    assert (again.epoch, again.index) == (1, 1)
+    assert [next(again).tolist() for _ in range(3)] == seen[4:7]
+    unseeded = BatchStream(DataLoader(list(range(6)), batch_size=2, shuffle=True))
+    assert unseeded.load_state_dict(state) is False                # no generator: not exact

@@ -10,8 +10,9 @@ makes a loop endless is detected too). Survivors, with the edit each made, are w
 test-artifacts/mutants/<module>.txt: each is a test to write or a line saying why not
 (an equivalent mutant, a message's wording).
 
-    python tools/mutants.py                # every core module (hours on 2 cores)
-    python tools/mutants.py norm rope      # some of them
+    python tools/mutants.py                # every core module (about an hour on 2 cores)
+    python tools/mutants.py norm rope      # some of them (data: its split and windows;
+                                           # data-all: the whole module; training: see ONLY)
     MUTANTS_JOBS=16 python tools/mutants.py training   # mutants run in parallel (default: cores)
 """
 
@@ -42,11 +43,15 @@ CORE = {
     "generation": ["tests/test_generation.py"],
     "training": ["tests/test_training.py"],
     "data": ["tests/test_data.py"],
+    "data-all": ["tests/test_data.py"],
 }
 # Modules measured on some of their functions only (mutmut's name patterns): of training, the
 # schedule, the evaluation and the state a checkpoint carries; the rest of the trainer (its
 # loop, signals, saving) is exercised by whole training runs, too slow to repeat per mutant.
-ONLY = {"training": ["qwenlib.training.x_lr_scale__mutmut_*",
+# Of data, the split and the windows (its cache and Hub code: `data-all`).
+ONLY = {"data": ["qwenlib.data.x_split_tokens__mutmut_*", "qwenlib.data.x_make_dataloaders__mutmut_*",
+                 "qwenlib.data.x\u01c1TextTokenDataset\u01c1*"],
+        "training": ["qwenlib.training.x_lr_scale__mutmut_*",
                      "qwenlib.training.x_evaluation_sums__mutmut_*",
                      "qwenlib.training.x_metrics_from_sums__mutmut_*",
                      "qwenlib.training.x_evaluate__mutmut_*",
@@ -71,7 +76,7 @@ def scratch_copy(module: str) -> Path:
     quoted = lambda items: ", ".join(f'"{i}"' for i in items)  # noqa: E731
     with open(folder / "pyproject.toml", "a") as f:
         f.write(f'\n[tool.mutmut]\nsource_paths = ["qwenlib/"]\n'
-                f'only_mutate = ["qwenlib/{module}.py"]\n'
+                f'only_mutate = ["qwenlib/{module.removesuffix("-all")}.py"]\n'
                 f"pytest_add_cli_args_test_selection = [{quoted(CORE[module])}]\n"
                 f"also_copy = [{quoted(top)}]\n")
     return folder
