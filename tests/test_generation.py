@@ -361,3 +361,14 @@ def test_top_k_and_the_seed_reach_every_step(model_and_tokenizer):
     with pytest.raises(ValueError, match=r"^input_ids must be \(batch, length\) with length >= 1, "
                                          r"got \(4,\)$"):
         next(generate_ids(model, ids[0], 2))
+
+
+def test_generate_batch_passes_top_k_and_the_seed_on(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    prompts = ["def f(x):", "The list"]
+    greedy = generate_batch(model, tokenizer, prompts, max_length=5, temperature=0)
+    assert generate_batch(model, tokenizer, prompts, max_length=5, temperature=1.0, top_k=1,
+                          top_p=1.0) == greedy
+    seeded = [generate_batch(model, tokenizer, prompts, max_length=5, temperature=1.0, top_k=0,
+                             top_p=1.0, seed=11) for _ in range(2)]
+    assert seeded[0] == seeded[1]

@@ -377,3 +377,8 @@ def test_the_batch_stream_counts_epochs_and_replays_a_saved_position():
     assert [next(again).tolist() for _ in range(3)] == seen[4:7]
     unseeded = BatchStream(DataLoader(list(range(6)), batch_size=2, shuffle=True))
     assert unseeded.load_state_dict(state) is False                # no generator: not exact
+
+
+def test_a_one_update_run_is_evaluated_after_its_update(tokens, tmp_path):
+    _, metrics = train(tokens, tmp_path, "one", max_steps=1, eval_every=1)
+    assert metrics["history"]["eval_step"] == [1]
