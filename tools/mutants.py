@@ -10,7 +10,7 @@ makes a loop endless is detected too). Survivors, with the edit each made, are w
 test-artifacts/mutants/<module>.txt: each is a test to write or a line saying why not
 (an equivalent mutant, a message's wording).
 
-    python tools/mutants.py                # every core module (about an hour on 2 cores)
+    python tools/mutants.py                # every core module (about 30 min on 2 cores)
     python tools/mutants.py norm rope      # some of them (data: its split and windows;
                                            # data-all: the whole module; training: see ONLY)
     MUTANTS_JOBS=16 python tools/mutants.py training   # mutants run in parallel (default: cores)
