@@ -13,6 +13,7 @@ __all__ = [
 
 # %% notebooks/06_muon.ipynb, cell 57
 import copy
+import math
 from typing import Callable
 
 import torch
@@ -88,8 +89,6 @@ def check_newton_schulz(newton_schulz: Callable) -> bool:
     """Exercise 6.3: `newton_schulz(G, steps)` is the quintic iteration in fp32. Checked against
     zeropower_via_newtonschulz5 (wide, tall, low-rank and zero matrices; the shapes of its
     products too), then inside Muon: three updates of a small MinimalLLM with it."""
-    import qwenlib.muon
-
     g = torch.Generator().manual_seed(0)
     cases = [("a wide 24 x 64 matrix", torch.randn(24, 64, generator=g)),
              ("a tall 96 x 16 matrix of large entries", torch.randn(96, 16, generator=g) * 30),
@@ -120,19 +119,22 @@ def check_newton_schulz(newton_schulz: Callable) -> bool:
                 return _report(False, f"{what}: right values, but one of your products is "
                                f"{long} x {long}. Hint: work on the short side (transpose a tall "
                                f"matrix first) so that X @ X.T is {short} x {short}")
-    return _in_muon(newton_schulz, qwenlib.muon)
+    return _in_muon(newton_schulz)
 
 
 # %% notebooks/06_muon.ipynb, cell 59
-def _in_muon(newton_schulz: Callable, muon_module) -> bool:
-    model = _small_model(dropout=0.0).train()
-    theirs = copy.deepcopy(model)
+def _gap_inside_muon(name: str, yours: Callable, **shape) -> tuple[float, int, str | None]:
+    """Three Muon updates of a small model with `qwenlib.muon.<name>` replaced by `yours`,
+    against the same updates with qwenlib's own: (largest weight difference, Muon's matrices,
+    what `yours` raised or None)."""
+    import qwenlib.muon
+    own = getattr(qwenlib.muon, name)
+    model = _small_model(dropout=0.0, **shape).train()
+    reference = copy.deepcopy(model)
     ids = torch.randint(0, 300, (3, 4, 16), generator=torch.Generator().manual_seed(1))
-    own = muon_module.zeropower_via_newtonschulz5
-    yours = lambda G, steps=5, dtype=None, coefficients=None: newton_schulz(G, steps)  # Jordan's
-    for m, ns in ((theirs, own), (model, yours)):
+    for m, fn in ((reference, own), (model, yours)):
         optimizers = setup_muon_optimizer(m, m.config)
-        muon_module.zeropower_via_newtonschulz5 = ns   # Muon.step orthogonalises with ns
+        setattr(qwenlib.muon, name, fn)               # Muon.step looks it up at every step
         try:
             for batch in ids:
                 m.loss(batch, batch.roll(-1, dims=1)).backward()
@@ -140,11 +142,18 @@ def _in_muon(newton_schulz: Callable, muon_module) -> bool:
                     opt.step()
                     opt.zero_grad()
         except Exception as e:
-            return _report(False, f"inside Muon your function raised {type(e).__name__}: {e}")
+            return math.nan, 0, f"inside Muon your function raised {type(e).__name__}: {e}"
         finally:
-            muon_module.zeropower_via_newtonschulz5 = own
-    matrices = len(optimizers[0].param_groups[0]["params"])
-    difference = max((a - b).abs().max().item() for a, b in zip(model.parameters(), theirs.parameters()))
+            setattr(qwenlib.muon, name, own)
+    difference = max((a - b).abs().max().item() for a, b in zip(model.parameters(), reference.parameters()))
+    return difference, len(optimizers[0].param_groups[0]["params"]), None
+
+
+def _in_muon(newton_schulz: Callable) -> bool:
+    yours = lambda G, steps=5, dtype=None, coefficients=None: newton_schulz(G, steps)  # Jordan's
+    difference, matrices, error = _gap_inside_muon("zeropower_via_newtonschulz5", yours)
+    if error:
+        return _report(False, error)
     if not difference <= 1e-5:
         return _report(False, f"after 3 Muon updates the weights differ from qwenlib's by {difference:.2g}")
     return _report(True, f"your newton_schulz now orthogonalises all {matrices} of Muon's matrices: "
@@ -185,21 +194,9 @@ def check_normalize_neurons(normalize_neurons: Callable) -> bool:
             gap = (got.float() - want).abs().max().item()
             return _report(False, f"{shape[0]} x {shape[1]} update, beta2 {beta2}, call {call}: "
                            f"off by up to {gap:.3g}. Hint: {hint}")
-    model = _small_model(dropout=0.0, normuon=True).train()
-    reference = copy.deepcopy(model)
-    ids = torch.randint(0, 300, (3, 4, 16), generator=torch.Generator().manual_seed(1))
-    for m, fn in ((reference, ours), (model, normalize_neurons)):
-        optimizers = setup_muon_optimizer(m, m.config)
-        qwenlib.muon.normalize_neurons = fn           # Muon.step calls it when normuon=True
-        try:
-            for batch in ids:
-                m.loss(batch, batch.roll(-1, dims=1)).backward()
-                for opt in optimizers:
-                    opt.step()
-                    opt.zero_grad()
-        finally:
-            qwenlib.muon.normalize_neurons = ours
-    difference = max((a - b).abs().max().item() for a, b in zip(model.parameters(), reference.parameters()))
+    difference, _, error = _gap_inside_muon("normalize_neurons", normalize_neurons, normuon=True)
+    if error:
+        return _report(False, error)
     if not difference <= 1e-5:
         return _report(False, f"after 3 NorMuon updates the weights differ from qwenlib's by {difference:.2g}")
     return _report(True, "your normalize_neurons gives qwenlib's steps (6 calls), and inside Muon "
