@@ -351,6 +351,22 @@ def test_rows_stop_at_their_end_of_text_and_the_text_ends_before_it(model_and_to
                                           stop_at_eos=False)) == "e<eos>d"
 
 
+class _SilentTokenTokenizer(_ScriptedTokenizer):
+    """As _ScriptedTokenizer, and id 8 decodes to no text at all (as a special token can)."""
+
+    def decode(self, ids):
+        return super().decode([i for i in ids if i != 8])
+
+
+def test_streaming_yields_no_empty_pieces_for_a_token_without_text(model_and_tokenizer, monkeypatch):
+    """A token that adds no text gives no piece: a caller that prints or appends each piece
+    (the widget, a chat loop) never gets an empty one."""
+    model, _ = model_and_tokenizer
+    script = iter([torch.tensor([5]), torch.tensor([8]), torch.tensor([6])])
+    monkeypatch.setattr(generation, "next_token", lambda *args: next(script))
+    assert list(generation.stream_text(model, _SilentTokenTokenizer(), "ab", max_length=3)) == ["e", "f"]
+
+
 def test_top_k_and_the_seed_reach_every_step(model_and_tokenizer):
     model, _ = model_and_tokenizer
     ids = torch.randint(0, 8192, (2, 4), generator=torch.Generator().manual_seed(3))
