@@ -277,7 +277,6 @@ time.sleep(600)
 
 
 def test_a_second_run_on_a_folder_in_use_is_refused_and_deletes_nothing(tokens, tmp_path):
-    import os
     import signal
     import subprocess
     import sys
