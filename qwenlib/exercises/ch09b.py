@@ -6,14 +6,14 @@ from __future__ import annotations
 
 __all__ = ['check_best_is_inside', 'check_crossing_update']
 
-# %% notebooks/09b_muon_vs_adamw.ipynb, cell 24
+# %% notebooks/09b_muon_vs_adamw.ipynb, cell 26
 import math
 from typing import Callable
 
 from qwenlib.exercises.ch01 import _call, _report
 
 
-# %% notebooks/09b_muon_vs_adamw.ipynb, cell 25
+# %% notebooks/09b_muon_vs_adamw.ipynb, cell 27
 def check_best_is_inside(best_is_inside: Callable) -> bool:
     """Exercise 9b.1: `best_is_inside(results)`, for a dict {learning rate: best validation
     loss}, says whether the best rate has a smaller and a larger rate on either side of it."""
@@ -35,7 +35,7 @@ def check_best_is_inside(best_is_inside: Callable) -> bool:
     return _report(True, f"best_is_inside is right in all {len(cases)} grids")
 
 
-# %% notebooks/09b_muon_vs_adamw.ipynb, cell 26
+# %% notebooks/09b_muon_vs_adamw.ipynb, cell 28
 def _crossing(steps, losses, level):
     if losses[0] <= level:
         return float(steps[0])
