@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ['check_early_stop', 'check_same_bits_loss', 'check_your_model']
 
-# %% notebooks/09_train_the_model.ipynb, cell 35
+# %% notebooks/09_train_the_model.ipynb, cell 66
 import math
 from typing import Callable
 
@@ -25,7 +25,7 @@ def _early_stop(steps, losses, patience):
     return steps[-1], steps[best]
 
 
-# %% notebooks/09_train_the_model.ipynb, cell 36
+# %% notebooks/09_train_the_model.ipynb, cell 67
 def check_early_stop(early_stop: Callable) -> bool:
     """Exercise 9.1: `early_stop(eval_steps, val_losses, patience)` returns
     (the update at which training stops, the update of the best validation loss)."""
@@ -49,7 +49,7 @@ def check_early_stop(early_stop: Callable) -> bool:
     return _report(True, f"early_stop is right in all {len(cases)} cases")
 
 
-# %% notebooks/09_train_the_model.ipynb, cell 37
+# %% notebooks/09_train_the_model.ipynb, cell 68
 def check_same_bits_loss(same_bits_loss: Callable) -> bool:
     """Exercise 9.2: `same_bits_loss(loss, chars_per_token, other_chars_per_token)`: the loss
     per token (nats) that a model with another tokenizer must reach to match `loss`, in bits
@@ -70,7 +70,7 @@ def check_same_bits_loss(same_bits_loss: Callable) -> bool:
     return _report(True, "same_bits_loss is right for all 4 cases")
 
 
-# %% notebooks/09_train_the_model.ipynb, cell 38
+# %% notebooks/09_train_the_model.ipynb, cell 69
 def check_your_model(rms_norm: Callable, apply_rope: Callable, causal_attention: Callable,
                      swiglu: Callable, checkpoint, tokenizer, prompt: str = "The ",
                      new_tokens: int = 40) -> bool:
