@@ -35,7 +35,10 @@ $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "qwen-course needs Python 3.10 or newer, found " + sys.version.split()[0]'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -e .
+	$(PY) -m pip install --quiet --no-compile -r requirements.txt -e .
+	@# byte-compile on every core (pip does it on one: a minute longer on 2 cores); a file
+	@# that does not compile (some packages ship Python 2 examples) is skipped, as pip does
+	@$(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 	@touch $@
 
 ## the browser test's needs: Playwright (pip), Debian's chromium (apt-get, when missing),
@@ -79,15 +82,15 @@ train: setup
 	$(PY) -m qwenlib train
 
 ## every check: notebooks -> qwenlib in sync, the book builds and works in a browser,
-## unit tests, every notebook re-run (screenshots of the pages: test-artifacts/screenshots);
+## unit tests (also under the lowest versions), every notebook re-run (screenshots of the
+## pages: test-artifacts/screenshots). The notebooks re-run beside the unit tests, each
+## process on one thread (tools/run_tests.py; their output: test-artifacts/notebooks.log).
 ## QWEN_COURSE_QUICK=1: the pages' demo trainings of chapters 6, 8 and 10 run a fifth to a
 ## quarter of their updates (the book shows the full versions)
-test: setup browser-deps
+test: setup browser-deps $(FLOORS_STAMP)
 	$(PY) tools/export.py --check
 	$(MAKE) --no-print-directory book
-	QWEN_COURSE_QUICK=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg --durations=15
-	$(MAKE) --no-print-directory test-floors
+	$(PY) tools/run_tests.py --floors $(FLOORS) $(FLOOR_TESTS)
 
 ## regenerate qwenlib/ from notebooks/
 export:
