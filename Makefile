@@ -90,7 +90,7 @@ train: setup
 test: setup browser-deps $(FLOORS_STAMP)
 	$(PY) tools/export.py --check
 	$(MAKE) --no-print-directory book
-	$(PY) tools/run_tests.py --floors $(FLOORS) $(FLOOR_TESTS)
+	$(PY) tools/run_tests.py
 
 ## regenerate qwenlib/ from notebooks/
 export:

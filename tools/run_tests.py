@@ -1,6 +1,6 @@
 """Run `make test`'s three pytest jobs two at a time, each on one CPU thread.
 
-    python tools/run_tests.py --floors FOLDER FLOOR_TESTS...
+    python tools/run_tests.py      (`make test` calls it, after the setup and the book)
 
 `make test` runs on 2 cores. The course's models are small, so most of PyTorch's work does
 not split across threads: one pytest process on two threads leaves a core idle much of
@@ -9,8 +9,8 @@ single-threaded processes side by side keep both cores busy:
 
 - the notebooks re-run (nbval) in one process; its output goes to
   test-artifacts/notebooks.log and is printed when all jobs have ended;
-- beside it, in the terminal: the unit tests, then the unit tests that also run under the
-  lowest declared versions (`--floors` names their folder, put in front of the packages).
+- beside it, in the terminal: the unit tests, then `make test-floors` (the unit tests that
+  also run under the lowest declared versions).
 
 Every job sees QWEN_COURSE_QUICK=1, HF_HUB_OFFLINE=1 and OMP_NUM_THREADS=1 (unless the
 caller set a thread count), and a temporary folder of its own (pytest keeps only the last
@@ -34,25 +34,30 @@ LOG = ROOT / "test-artifacts" / "notebooks.log"
 NBVAL = ["--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg"]
 
 
-def run_jobs(floors: str, floor_tests: list[str], tmp: Path) -> dict[str, int]:
-    """The three jobs' exit codes, by name."""
+def env_for(job: str, tmp: Path) -> dict[str, str]:
+    """The environment of one job: QUICK, offline, one thread, a temporary folder of its own."""
     env = {**os.environ, "QWEN_COURSE_QUICK": "1", "HF_HUB_OFFLINE": "1"}
     env.setdefault("OMP_NUM_THREADS", "1")
-    floors_env = {**env, "QWEN_COURSE_FLOORS": "1", "PYTHONPATH": floors}
-    pytest = lambda job, *args: [sys.executable, "-m", "pytest", f"--basetemp={tmp / job}", *args]  # noqa: E731
+    env["PYTEST_ADDOPTS"] = f"{env.get('PYTEST_ADDOPTS', '')} --basetemp={tmp / job}".strip()
+    return env
+
+
+def run_jobs(tmp: Path) -> dict[str, int]:
+    """The three jobs' exit codes, by name."""
+    pytest = [sys.executable, "-m", "pytest"]
 
     LOG.parent.mkdir(parents=True, exist_ok=True)
     print(f"the notebooks re-run beside the unit tests; their output: {LOG.relative_to(ROOT)}",
           flush=True)
     with open(LOG, "w") as log:
-        notebooks = subprocess.Popen(pytest("notebooks", "notebooks", *NBVAL, "--durations=15"),
-                                     cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        notebooks = subprocess.Popen([*pytest, "notebooks", *NBVAL, "--durations=15"], cwd=ROOT,
+                                     env=env_for("notebooks", tmp), stdout=log,
+                                     stderr=subprocess.STDOUT)
         try:
-            codes = {"unit tests": subprocess.call(pytest("tests", "tests", "--durations=15"),
-                                                   cwd=ROOT, env=env)}
-            print(f"\nunder the lowest declared versions ({floors}):", flush=True)
-            codes["lowest versions"] = subprocess.call(pytest("floors", *floor_tests, "-q"),
-                                                       cwd=ROOT, env=floors_env)
+            codes = {"unit tests": subprocess.call([*pytest, "tests", "--durations=15"], cwd=ROOT,
+                                                   env=env_for("tests", tmp))}
+            codes["lowest versions"] = subprocess.call(["make", "--no-print-directory", "test-floors"],
+                                                       cwd=ROOT, env=env_for("floors", tmp))
             codes["notebooks"] = notebooks.wait()
         finally:
             if notebooks.poll() is None:   # Ctrl-C or an error here: stop the notebooks too
@@ -63,14 +68,10 @@ def run_jobs(floors: str, floor_tests: list[str], tmp: Path) -> dict[str, int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--floors", required=True,
-                        help="the folder holding the lowest declared versions")
-    parser.add_argument("floor_tests", nargs="+", help="the tests to run under them")
-    args = parser.parse_args()
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     start, tmp = time.perf_counter(), Path(tempfile.mkdtemp(prefix="qwen-course-tests-"))
     try:
-        codes = run_jobs(args.floors, args.floor_tests, tmp)
+        codes = run_jobs(tmp)
     except KeyboardInterrupt:
         return 130
     finally:
